@@ -1,0 +1,24 @@
+"""ugro_hpo: hyperparameter optimisation for LoRA fine-tuning of causal language models.
+
+The package is light to import: heavy libraries (torch, transformers, ray, mlflow, wandb)
+are imported only where a study actually needs them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from ugro_hpo.study import StudyResult
+
+
+def run(cfg: Any, run_dir: str | None = None) -> StudyResult:
+    """Run one study from a composed config (see `ugro_hpo.study.run`)."""
+    from ugro_hpo.study import run as _run
+
+    return _run(cfg, run_dir=run_dir)
+
+
+__all__ = ["__version__", "run"]

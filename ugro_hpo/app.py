@@ -1,0 +1,168 @@
+"""The Hydra application: compose the config, hand it to `ugro_hpo.study.run`, report errors.
+
+Only hydra and our light modules are imported here, so `--help`, `--cfg job` and
+`dry_run=true` answer quickly. A user's mistake (a bad override, an unknown option, an invalid
+search space) ends with one line on stderr and exit code 2, before any study, run or directory
+of ours is left behind.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+from ugro_hpo.errors import UserError
+
+PROGRAM = "ugro_hpo"
+
+
+def conf_dir() -> Path:
+    """The config tree: shipped inside the package, or at the top of a source checkout."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "conf", package.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise RuntimeError(f"{PROGRAM}: config directory not found next to {package}")
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one line naming the problem and exit."""
+    text = " ".join(str(message).split())
+    sys.stderr.write(f"{PROGRAM}: error: {text}\n")
+    sys.stderr.flush()
+    raise SystemExit(code)
+
+
+def register_resolvers() -> None:
+    """`${ugro_path_name:...}` refuses names that would escape the outputs directory."""
+    from omegaconf import OmegaConf
+
+    from ugro_hpo.naming import check_path_name
+
+    if not OmegaConf.has_resolver("ugro_path_name"):
+        OmegaConf.register_new_resolver(
+            "ugro_path_name", lambda v: check_path_name(v, "study_name")
+        )
+
+
+def main() -> None:
+    """Console entry point (`python -m ugro_hpo`, `ugro-hpo`); reads sys.argv like any Hydra app."""
+    import hydra
+
+    from ugro_hpo import schema
+
+    schema.register()
+    register_resolvers()
+    entry = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_task)
+    global _gate
+    gate = _gate = _StderrGate(sys.stderr)
+    sys.stderr = gate
+    try:
+        entry()
+    except SystemExit as exc:
+        if not gate.released and exc.code not in (0, None):
+            text = gate.held_text()
+            gate.discard()
+            fail(_one_line(text))
+        raise
+    finally:
+        gate.release()
+        sys.stderr = gate.real
+
+
+def _task(cfg: Any) -> Any:
+    """Hydra's task function: one call per job (one study)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from ugro_hpo.study import run
+
+    if _gate is not None:
+        _gate.release()
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        result = run(cfg, run_dir=str(run_dir))
+        if result.status == "dry_run":
+            _remove_empty_dirs(run_dir, stop_at=Path(str(cfg.outputs_dir)))
+        return result
+    except UserError as exc:
+        _remove_empty_dirs(run_dir, stop_at=Path(str(cfg.outputs_dir)))
+        fail(str(exc), exc.exit_code)
+
+
+def _remove_empty_dirs(path: Path, stop_at: Path) -> None:
+    """Undo the run directory Hydra made for a job that never started (and empty parents)."""
+    stop = stop_at.resolve().parent
+    current = path.resolve()
+    while current != stop and current != current.parent:
+        try:
+            current.rmdir()
+        except OSError:
+            return
+        current = current.parent
+
+
+_NOISE = ("Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_type=",
+          "reference_type=", "Config search path", "provider=", "Traceback", "  File ")  # fmt: skip
+
+
+def _one_line(text: str) -> str:
+    """Condense Hydra's multi-line error report into one line."""
+    lines = [line.strip() for line in text.splitlines()]
+    kept = [line for line in lines if line and not any(line.startswith(n) for n in _NOISE)]
+    for line in kept:  # our own resolver errors arrive wrapped by OmegaConf
+        marker = "ConfigError raised while resolving interpolation: "
+        if marker in line:
+            return line.split(marker, 1)[1]
+    return "; ".join(kept) or "invalid command line"
+
+
+class _StderrGate(io.TextIOBase):
+    """Holds stderr back while Hydra composes, so a composition error can be shown as one line.
+
+    Once the task starts (or the program ends) it passes everything through; logging handlers
+    that captured it during start-up keep working.
+    """
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.released = False
+        self._held: list[str] = []
+
+    def write(self, text: str) -> int:
+        if self.released:
+            return int(self.real.write(text))
+        self._held.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.released:
+            self.real.flush()
+
+    def held_text(self) -> str:
+        return "".join(self._held)
+
+    def discard(self) -> None:
+        self.released = True
+        self._held.clear()
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.real.write(self.held_text())
+            self._held.clear()
+            self.real.flush()
+
+    def isatty(self) -> bool:
+        return bool(self.real.isatty())
+
+    def fileno(self) -> int:
+        return int(self.real.fileno())
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self.real, "encoding", "utf-8"))
+
+
+_gate: _StderrGate | None = None

@@ -1,0 +1,41 @@
+"""Build configured components (`_target_` specs) with errors a user can act on."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping
+from typing import Any
+
+from ugro_hpo.errors import ConfigError, UserError
+
+
+def instantiate(spec: Mapping[str, Any], key: str, **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate`, turning failures into one-line ConfigErrors naming ``key``."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate as hydra_instantiate
+
+    if not isinstance(spec, Mapping) or "_target_" not in spec:
+        raise ConfigError(f"{key}: needs a '_target_' naming the class or function to build")
+    try:
+        return hydra_instantiate(dict(spec), **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        detail = f"{type(cause).__name__}: {cause}" if cause else str(exc).splitlines()[0]
+        raise ConfigError(f"{key}: cannot build {spec['_target_']!r} ({detail})") from None
+    except UserError:
+        raise
+    except Exception as exc:  # a target's constructor may raise anything
+        raise ConfigError(
+            f"{key}: cannot build {spec['_target_']!r} ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def check_importable(spec: Mapping[str, Any], key: str) -> None:
+    """Cheap check for components too heavy to import in a dry run: the package must exist."""
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("_target_"), str):
+        raise ConfigError(f"{key}: needs a '_target_' naming the class or function to build")
+    package = spec["_target_"].split(".", 1)[0]
+    if importlib.util.find_spec(package) is None:
+        raise ConfigError(f"{key}: package {package!r} of {spec['_target_']!r} is not installed")

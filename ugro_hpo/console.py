@@ -1,0 +1,36 @@
+"""What a person reads at the end of a study: a compact table of the best trials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ugro_hpo.results import TrialRecord
+from ugro_hpo.search_space import SearchSpace
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def summary_table(summary: dict[str, Any], top: list[TrialRecord], space: SearchSpace) -> str:
+    """The end-of-study text: counts, the top trials with parameters and metrics, file locations."""
+    counts = summary["counts"]
+    lines = [
+        f"Study {summary['study_name']}: {summary['status']}, {summary['finished']}/{summary['n_trials']} trials finished "
+        f"({counts['complete']} complete, {counts['pruned']} pruned, {counts['infeasible']} infeasible, "
+        f"{counts['failed']} failed) in {summary['duration_s']:.1f} s",
+    ]
+    if top:
+        headers = ["trial", *space.metric_names, *space.names]
+        rows = [[str(r.number), *(_format(r.values.get(m)) for m in space.metric_names),
+                 *(_format(r.params.get(n)) for n in space.names)] for r in top]  # fmt: skip
+        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
+        lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+        lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    else:
+        lines.append("No trial completed.")
+    lines.append(f"Run directory: {summary['run_dir']}")
+    lines.append(f"Study storage: {summary['storage']} (study {summary['study_name']})")
+    return "\n".join(lines)

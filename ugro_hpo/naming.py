@@ -1,0 +1,24 @@
+"""Rules for names that become paths, run names, groups or study names.
+
+A study name ends up in a directory path, an Optuna study, a Ray experiment and tracking runs,
+so it is held to the strictest of their rules: ASCII letters, digits, '-', '_' and '.', not
+starting with '.', at most 128 characters. No path traversal, no shell or control characters.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ugro_hpo.errors import ConfigError
+
+_PATH_SAFE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def check_path_name(value: object, key: str) -> str:
+    """Return ``value`` if it is a safe path component, else raise a one-line ConfigError."""
+    if not isinstance(value, str) or not _PATH_SAFE.fullmatch(value) or ".." in value:
+        raise ConfigError(
+            f"{key}: invalid name {value!r}; use 1-128 ASCII letters, digits, '-', '_' or '.', "
+            "not starting with '.'"
+        )
+    return value

@@ -1,0 +1,79 @@
+"""The contract between a trial and the code it runs.
+
+An objective is called as ``objective(params, report, context)``: ``params`` is a plain dict of
+the trial's hyperparameters, ``report(step, **metrics)`` sends intermediate metrics to Ray Tune
+(so schedulers can stop the trial early), and the return value is the dict of final metrics.
+Constructing an objective must stay cheap and import nothing heavy: the driver builds one only
+to check that the search space's parameters and metrics are ones it understands.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from ugro_hpo.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ugro_hpo.search_space import SearchSpace
+
+
+class Report(Protocol):
+    def __call__(self, step: int, **metrics: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Study-level facts a trial needs besides its parameters."""
+
+    number: int
+    seed: int
+    max_steps: int
+    eval_every: int
+    metrics: tuple[str, ...]
+    resources: Mapping[str, float] = field(default_factory=dict)
+    run_dir: str = "."
+
+    def evaluation_steps(self) -> list[int]:
+        """Steps at which to evaluate and report: every eval_every steps, and the last one."""
+        steps = list(range(self.eval_every, self.max_steps + 1, self.eval_every))
+        if not steps or steps[-1] != self.max_steps:
+            steps.append(self.max_steps)
+        return steps
+
+
+class Objective(ABC):
+    """Base class: declares the parameters and metrics an objective understands.
+
+    ``None`` means "anything" (a user's own function cannot be inspected).
+    """
+
+    name: ClassVar[str] = "objective"
+    parameters: frozenset[str] | None = None
+    metrics: frozenset[str] | None = None
+
+    def check(self, space: SearchSpace) -> None:
+        """Refuse a search space that names a knob or metric this objective does not have."""
+        parameter_names, metric_names, source = space.names, space.metric_names, space.source
+        if self.parameters is not None:
+            unknown = [n for n in parameter_names if n not in self.parameters]
+            if unknown:
+                raise ConfigError(
+                    f"search space {source}: objective {self.name!r} does not understand "
+                    f"parameter(s) {unknown}; it accepts {sorted(self.parameters)}"
+                )
+        if self.metrics is not None:
+            unknown = [m for m in metric_names if m not in self.metrics]
+            if unknown:
+                raise ConfigError(
+                    f"search space {source}: objective {self.name!r} does not report "
+                    f"metric(s) {unknown}; it reports {sorted(self.metrics)}"
+                )
+
+    @abstractmethod
+    def __call__(
+        self, params: dict[str, Any], report: Report, context: TrialContext
+    ) -> dict[str, float]:
+        """Run one trial; report intermediate metrics; return the final ones."""

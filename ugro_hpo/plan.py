@@ -1,0 +1,248 @@
+"""Turn a composed config into a validated plan: plain values, absolute paths, parsed space.
+
+Everything a user can get wrong is checked here, before anything is created: types and ranges,
+names, the search space and its expressions, the objective's vocabulary, the sampler. The plan
+carries plain dicts (``OmegaConf.to_container(resolve=True)``) because Hydra interpolations do
+not survive the trip to Ray workers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ugro_hpo.components import check_importable, instantiate
+from ugro_hpo.errors import ConfigError
+from ugro_hpo.naming import check_path_name
+from ugro_hpo.search_space import SearchSpace, load_search_space, parse_search_space
+
+_STORAGE_URL = re.compile(r"(sqlite|postgresql|mysql)(\+[a-z0-9_]+)?://.*")
+_RAY_ADDRESS = re.compile(r"auto|local|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one study needs, validated and resolved."""
+
+    study_name: str
+    n_trials: int
+    parallel_jobs: int
+    seed: int
+    max_steps: int
+    eval_every: int
+    storage: str
+    resume: bool
+    dry_run: bool
+    verbose: int
+    outputs_dir: Path
+    run_dir: Path
+    search_space: SearchSpace
+    objective: dict[str, Any]
+    sampler: dict[str, Any]
+    scheduler: dict[str, Any]
+    callbacks: list[dict[str, Any]]
+    resources: dict[str, float]
+    ray_address: str | None
+    ray_num_cpus: int | None
+    export_best: Path | None
+    config: dict[str, Any] = field(repr=False)
+
+    @property
+    def ray_dir(self) -> Path:
+        """Ray Tune's experiment directory for this study."""
+        return self.outputs_dir / "ray" / self.study_name
+
+
+def resolve(cfg: Any) -> dict[str, Any]:
+    """The whole config as plain data, with a one-line error for a missing or broken value."""
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
+
+    if not isinstance(cfg, DictConfig):
+        return dict(cfg)
+    try:
+        data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as exc:
+        key = exc.full_key or "a value"
+        raise ConfigError(
+            f"{key}: missing value (???); set it on the command line, e.g. {key}=..."
+        ) from None
+    except InterpolationResolutionError as exc:
+        raise ConfigError(f"{exc.full_key}: {str(exc).splitlines()[0]}") from None
+    assert isinstance(data, dict)
+    return data
+
+
+def build_plan(cfg: Any, run_dir: str | Path) -> Plan:
+    """Validate ``cfg`` and return the plan; raise ConfigError/SearchSpaceError otherwise."""
+    data = resolve(cfg)
+    study_name = check_path_name(data.get("study_name"), "study_name")
+    n_trials = _integer(data, "n_trials", minimum=1)
+    parallel_jobs = _integer(data, "parallel_jobs", minimum=1)
+    max_steps = _integer(data, "max_steps", minimum=1)
+    eval_every = _integer(data, "eval_every", minimum=1)
+    if eval_every > max_steps:
+        raise ConfigError(f"eval_every: {eval_every} is larger than max_steps ({max_steps})")
+    outputs_dir = Path(str(data.get("outputs_dir") or "outputs")).resolve()
+
+    space = _search_space(data)
+    objective = _component(data, "objective")
+    instantiate(objective, "objective").check(space)
+
+    sampler = _component(data, "search")
+    _build_sampler(sampler, space, seed=int(data["seed"]))
+    scheduler = _component(data, "scheduler")
+    check_importable(scheduler, "scheduler")
+    callbacks = _callbacks(data)
+
+    export_best = data.get("export_best")
+    return Plan(
+        study_name=study_name,
+        n_trials=n_trials,
+        parallel_jobs=parallel_jobs,
+        seed=int(data["seed"]),
+        max_steps=max_steps,
+        eval_every=eval_every,
+        storage=_storage_url(str(data.get("storage", ""))),
+        resume=bool(data.get("resume", True)),
+        dry_run=bool(data.get("dry_run", False)),
+        verbose=int(data.get("verbose") or 0),
+        outputs_dir=outputs_dir,
+        run_dir=Path(run_dir).resolve(),
+        search_space=space,
+        objective=objective,
+        sampler=sampler,
+        scheduler=scheduler,
+        callbacks=callbacks,
+        resources=_resources(data.get("resources") or {}),
+        ray_address=_ray_address((data.get("ray") or {}).get("address")),
+        ray_num_cpus=(data.get("ray") or {}).get("num_cpus"),
+        export_best=Path(export_best).resolve() if export_best else None,
+        config=data,
+    )
+
+
+def _build_sampler(spec: Mapping[str, Any], space: SearchSpace, seed: int) -> Any:
+    """Build the sampler; a factory (``_partial_``) is given the search space."""
+    import warnings
+
+    import optuna
+
+    # Options such as TPE's `group` are marked experimental by Optuna; choosing them is deliberate.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    sampler = instantiate(spec, "search", seed=seed)
+    if not isinstance(sampler, optuna.samplers.BaseSampler) and callable(sampler):
+        sampler = sampler(space)
+    if not isinstance(sampler, optuna.samplers.BaseSampler):
+        raise ConfigError(f"search: {spec['_target_']!r} did not give an Optuna sampler")
+    return sampler
+
+
+def build_sampler(plan: Plan, seed_offset: int = 0) -> Any:
+    """The plan's sampler; ``seed_offset`` keeps a resumed study from replaying its seed."""
+    return _build_sampler(plan.sampler, plan.search_space, seed=plan.seed + seed_offset)
+
+
+def _integer(data: Mapping[str, Any], key: str, minimum: int) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key}: must be a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def _search_space(data: Mapping[str, Any]) -> SearchSpace:
+    path = data.get("search_space_file")
+    if path:
+        return load_search_space(Path(str(path)).expanduser())
+    raw = data.get("search_space")
+    if raw is None:
+        raise ConfigError(
+            "search_space: choose a group option (search_space=lora) or search_space_file=PATH"
+        )
+    return parse_search_space(raw, source=f"search_space={_group_choice('search_space')}")
+
+
+def _group_choice(group: str) -> str:
+    """The option chosen for a config group (when composed by Hydra's app), for messages."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.choices.get(group, "?"))
+    return "(composed)"
+
+
+def _component(data: Mapping[str, Any], key: str) -> dict[str, Any]:
+    spec = data.get(key)
+    if not isinstance(spec, dict) or "_target_" not in spec:
+        raise ConfigError(f"{key}: choose an option of the {key!r} group (see --help)")
+    return spec
+
+
+def _callbacks(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    tracking = data.get("tracking") or {}
+    callbacks = tracking.get("callbacks") or []
+    if not isinstance(callbacks, list):
+        raise ConfigError("tracking.callbacks: must be a list of {_target_: ...} entries")
+    for index, spec in enumerate(callbacks):
+        check_importable(spec, f"tracking.callbacks[{index}]")
+    return callbacks
+
+
+def _storage_url(url: str) -> str:
+    """Check the scheme; make a relative SQLite path absolute (Ray workers have other cwds)."""
+    if not _STORAGE_URL.fullmatch(url):
+        raise ConfigError(
+            f"storage: {url!r} is not a database URL; use sqlite:///path.db or postgresql://user@host/db"
+        )
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + str(Path(url[len(prefix) :]).resolve())
+    return url
+
+
+def _resources(raw: Mapping[str, Any]) -> dict[str, float]:
+    resources = {}
+    for key in ("cpu", "gpu"):
+        value = raw.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"resources.{key}: must be a number >= 0, got {value!r}")
+        if value > 1 and float(value) != int(value):
+            raise ConfigError(f"resources.{key}: above 1, use whole numbers (got {value})")
+        resources[key] = float(value)
+    if resources["cpu"] == 0 and resources["gpu"] == 0:
+        raise ConfigError("resources: a trial needs some cpu or gpu; set resources.cpu=1")
+    return resources
+
+
+def _ray_address(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not _RAY_ADDRESS.fullmatch(value):
+        raise ConfigError(f"ray.address: {value!r} is not 'auto' or host:port")
+    return value
+
+
+def describe(plan: Plan) -> str:
+    """The plan in a few readable lines (printed by dry_run=true)."""
+    space = plan.search_space
+    lines = [
+        f"study        {plan.study_name}  ({plan.n_trials} trials, {plan.parallel_jobs} at a time, seed {plan.seed})",
+        f"storage      {plan.storage}",
+        f"run dir      {plan.run_dir}",
+        f"search space {space.source}",
+    ]
+    lines += [f"  {p.name:<28} {p.describe()}" for p in space.parameters]
+    lines += [f"  constraint   {c.source}" for c in space.constraints]
+    lines += [f"  objective    {o.name} ({o.direction})" for o in space.objectives]
+    lines += [
+        f"objective    {plan.objective['_target_']}  (max_steps {plan.max_steps}, eval_every {plan.eval_every})",
+        f"sampler      {plan.sampler['_target_']}",
+        f"scheduler    {plan.scheduler['_target_']}",
+        "trackers     " + (", ".join(c["_target_"] for c in plan.callbacks) or "none"),
+        f"resources    {plan.resources['cpu']:g} cpu, {plan.resources['gpu']:g} gpu per trial",
+        f"ray          {plan.ray_address or 'a local instance started for this study'}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,130 @@
+"""The function Ray Tune runs for each trial.
+
+It ends an infeasible trial at once, builds the objective (once per worker process, so actors
+reused across trials keep their caches), checks every reported metric, turns an exception or a
+non-finite metric into a failed trial with its reason, and always frees memory before the
+worker takes the next trial.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import math
+import numbers
+import sys
+from typing import Any
+
+from ray import tune
+
+from ugro_hpo.components import instantiate
+from ugro_hpo.objectives.base import Objective, TrialContext
+from ugro_hpo.search_space import INTERNAL_KEY
+
+log = logging.getLogger("ugro_hpo.trial")
+_objectives: dict[str, Objective] = {}
+
+
+class TrialFailed(RuntimeError):
+    """A trial reported something unusable (NaN, a missing metric, a step going backwards)."""
+
+
+class Reporter:
+    """The ``report(step, **metrics)`` handed to objectives."""
+
+    def __init__(self, metrics: tuple[str, ...]) -> None:
+        self.metrics = metrics
+        self.last_step = 0
+
+    def __call__(self, step: int, **metrics: Any) -> None:
+        if (
+            isinstance(step, bool)
+            or not isinstance(step, numbers.Integral)
+            or step <= self.last_step
+        ):
+            raise TrialFailed(f"report(step={step!r}): steps must be whole numbers that increase")
+        clean = checked_metrics(metrics, self.metrics, f"at step {step}")
+        self.last_step = int(step)
+        tune.report({**clean, "step": int(step)})
+
+
+def checked_metrics(
+    metrics: dict[str, Any], required: tuple[str, ...], where: str
+) -> dict[str, float]:
+    """Numbers only, all finite, the objective's metrics present."""
+    clean: dict[str, float] = {}
+    for name, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TrialFailed(f"metric {name!r} {where} is not a number: {value!r}")
+        if not math.isfinite(float(value)):
+            raise TrialFailed(f"metric {name!r} is {float(value)} {where}")
+        clean[name] = float(value)
+    missing = [m for m in required if m not in clean]
+    if missing:
+        raise TrialFailed(f"metrics {missing} missing {where}")
+    return clean
+
+
+def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
+    """Ray Tune function trainable; ``spec`` holds the study-level settings (see launcher)."""
+    internal = config.get(INTERNAL_KEY) or {}
+    params = {k: v for k, v in config.items() if k != INTERNAL_KEY}
+    metrics = tuple(spec["metrics"])
+    violation = internal.get("violation")
+    if violation:
+        tune.report(
+            {
+                "ugro_state": "infeasible",
+                "ugro_violation": violation,
+                "constraint_violation": 1.0,
+                "step": 0,
+            }
+        )
+        return
+    context = TrialContext(
+        number=int(internal.get("number", -1)),
+        seed=int(spec["seed"]),
+        max_steps=int(spec["max_steps"]),
+        eval_every=int(spec["eval_every"]),
+        metrics=metrics,
+        resources=spec.get("resources", {}),
+        run_dir=str(spec.get("run_dir", ".")),
+    )
+    reporter = Reporter(metrics)
+    try:
+        objective = _objective(spec["objective"])
+        final = checked_metrics(
+            dict(objective(params, reporter, context) or {}), metrics, "in the final result"
+        )
+    except (
+        Exception
+    ) as exc:  # any failure of the objective is this trial's failure, not the study's
+        log.error("trial %s failed", context.number, exc_info=True)
+        tune.report(
+            {
+                "ugro_state": "failed",
+                "ugro_error": f"{type(exc).__name__}: {exc}",
+                "step": reporter.last_step,
+            }
+        )
+        return
+    finally:
+        release_memory()
+    tune.report({**final, "step": max(reporter.last_step, 1), "ugro_state": "complete"})
+
+
+def _objective(spec: dict[str, Any]) -> Objective:
+    """One objective per worker process and spec: a reused actor keeps its caches."""
+    key = json.dumps(spec, sort_keys=True, default=str)
+    if key not in _objectives:
+        _objectives[key] = instantiate(spec, "objective")
+    return _objectives[key]
+
+
+def release_memory() -> None:
+    """Free what the trial left behind, on the GPU too, before the next trial reuses the actor."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
