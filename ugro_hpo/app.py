@@ -67,6 +67,11 @@ def main() -> None:
             gate.discard()
             fail(_one_line(text))
         raise
+    except Exception as exc:  # Hydra re-raises what it cannot format (e.g. a resolver's error)
+        if gate.released:
+            raise
+        gate.discard()
+        fail(_one_line(str(exc)))
     finally:
         gate.release()
         sys.stderr = gate.real
@@ -75,12 +80,17 @@ def main() -> None:
 def _task(cfg: Any) -> Any:
     """Hydra's task function: one call per job (one study)."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from ugro_hpo.study import run
 
     if _gate is not None:
         _gate.release()
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        # One study per job: jobs of one sweep must not share (and mix) a study.
+        cfg.study_name = f"{cfg.study_name}-{hydra_cfg.job.num}"
     try:
         result = run(cfg, run_dir=str(run_dir))
         if result.status == "dry_run":
@@ -109,13 +119,19 @@ _NOISE = ("Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_
 
 def _one_line(text: str) -> str:
     """Condense Hydra's multi-line error report into one line."""
-    lines = [line.strip() for line in text.splitlines()]
-    kept = [line for line in lines if line and not any(line.startswith(n) for n in _NOISE)]
-    for line in kept:  # our own resolver errors arrive wrapped by OmegaConf
-        marker = "ConfigError raised while resolving interpolation: "
-        if marker in line:
+    marker = "ConfigError raised while resolving interpolation: "
+    parts: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(_NOISE):
+            continue
+        if marker in line:  # our own resolver's error, wrapped by OmegaConf
             return line.split(marker, 1)[1]
-    return "; ".join(kept) or "invalid command line"
+        if raw.startswith("\t") and parts:  # Hydra lists available options one per line
+            parts[-1] += (" " if parts[-1].endswith(":") else ", ") + line
+        else:
+            parts.append(line.rstrip("."))
+    return "; ".join(parts) or "invalid command line"
 
 
 class _StderrGate(io.TextIOBase):

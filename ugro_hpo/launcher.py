@@ -27,6 +27,8 @@ _RAY_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     "RAY_DEDUP_LOGS": "1",
+    # Trials keep the driver's working directory, so relative paths in a config still resolve.
+    "RAY_CHDIR_TO_TRIAL_DIR": "0",
 }
 # Ray loggers that speak of things we handle ourselves (result files we do not write, the
 # local cluster's default token).
@@ -112,6 +114,7 @@ def run_trials(
         "eval_every": plan.eval_every,
         "resources": plan.resources,
         "run_dir": str(plan.run_dir),
+        "metadata": dict(plan.search_space.metadata),
     }
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, spec=spec),

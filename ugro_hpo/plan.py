@@ -58,11 +58,15 @@ class Plan:
 
 def resolve(cfg: Any) -> dict[str, Any]:
     """The whole config as plain data, with a one-line error for a missing or broken value."""
-    from omegaconf import DictConfig, OmegaConf
+    from omegaconf import DictConfig, OmegaConf, open_dict
     from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
     if not isinstance(cfg, DictConfig):
         return dict(cfg)
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        # Every ${outputs_dir} path must mean the same on Ray workers, whose cwd differs.
+        cfg.outputs_dir = str(Path(str(cfg.get("outputs_dir") or "outputs")).expanduser().resolve())
     try:
         data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as exc:

@@ -45,11 +45,13 @@ def run(cfg: Any, run_dir: str | None = None) -> StudyResult:
         print("Plan (dry run, nothing was run or written):\n" + describe(plan), flush=True)
         return StudyResult(plan=plan, status="dry_run")
 
+    from ugro_hpo.components import instantiate
     from ugro_hpo.launcher import build_components, run_trials
     from ugro_hpo.snapshot import log_file, write_config_snapshot
     from ugro_hpo.storage import open_study
 
     components = build_components(plan)
+    instantiate(plan.objective, "objective").prepare(plan.resources)
     opened = open_study(plan)
     write_config_snapshot(plan)
     with log_file(plan):

@@ -90,6 +90,7 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
         metrics=metrics,
         resources=spec.get("resources", {}),
         run_dir=str(spec.get("run_dir", ".")),
+        metadata=spec.get("metadata", {}),
     )
     reporter = Reporter(metrics)
     try:

@@ -35,6 +35,7 @@ class TrialContext:
     metrics: tuple[str, ...]
     resources: Mapping[str, float] = field(default_factory=dict)
     run_dir: str = "."
+    metadata: Mapping[str, Any] = field(default_factory=dict)  # the search space's metadata
 
     def evaluation_steps(self) -> list[int]:
         """Steps at which to evaluate and report: every eval_every steps, and the last one."""
@@ -71,6 +72,10 @@ class Objective(ABC):
                     f"search space {source}: objective {self.name!r} does not report "
                     f"metric(s) {unknown}; it reports {sorted(self.metrics)}"
                 )
+
+    def prepare(self, resources: Mapping[str, float]) -> None:
+        """Driver-side set-up before any trial (build caches, check that a model exists)."""
+        return None
 
     @abstractmethod
     def __call__(

@@ -1,0 +1,100 @@
+"""Shared fixtures: one Ray instance per session, composed configs, the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+UGRO_SPACES = FIXTURES / "ugro_search_spaces"
+
+# Ray workers import test objectives (fixtures/fixture_objectives.py) through PYTHONPATH.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(FIXTURES), os.environ.get("PYTHONPATH")) if p
+)
+sys.path.insert(0, str(FIXTURES))
+
+QUICK = [
+    "objective=synthetic",
+    "search_space=quadratic",
+    "tracking=none",
+    "max_steps=5",
+    "eval_every=1",
+    "n_trials=6",
+]
+"""Overrides for a study that takes a few seconds."""
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> Iterator[str]:
+    """Start one local Ray for the whole session; studies in this process reuse it and CLI
+    subprocesses join it through its address."""
+    import ray
+
+    from ugro_hpo.launcher import _RAY_ENV
+
+    for key, value in _RAY_ENV.items():
+        os.environ.setdefault(key, value)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture
+def compose(tmp_path: Path) -> Callable[..., Any]:
+    """Compose the app's config with overrides; outputs go under tmp_path."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from ugro_hpo import schema
+    from ugro_hpo.app import conf_dir, register_resolvers
+
+    schema.register()
+    register_resolvers()
+
+    def _compose(*overrides: str) -> Any:
+        with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+            return hydra_compose(
+                "config", overrides=[f"outputs_dir={tmp_path / 'outputs'}", *overrides]
+            )
+
+    return _compose
+
+
+@pytest.fixture
+def study(compose: Callable[..., Any], tmp_path: Path, ray_address: str) -> Callable[..., Any]:
+    """Run a study in this process (on the session's Ray) and return its StudyResult."""
+    from ugro_hpo import run
+
+    runs = iter(range(1000))
+
+    def _study(*overrides: str) -> Any:
+        cfg = compose(*overrides)
+        return run(cfg, run_dir=str(tmp_path / f"run{next(runs)}"))
+
+    return _study
+
+
+def run_cli(
+    *args: str,
+    cwd: Path,
+    module: str = "ugro_hpo",
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m <module> args...` and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )

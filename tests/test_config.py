@@ -1,0 +1,80 @@
+"""Every option of every config group composes, and every `_target_` binds to its target."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hydra._internal.utils import _locate
+from omegaconf import OmegaConf
+
+from ugro_hpo.app import conf_dir
+
+GROUPS = sorted(p.name for p in conf_dir().iterdir() if p.is_dir() and p.name != "hydra")
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((conf_dir() / g).glob("*.yaml"))]
+_HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+
+
+def _targets(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    if isinstance(node, dict):
+        if "_target_" in node:
+            yield path or "<root>", node
+        for key, value in node.items():
+            yield from _targets(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _targets(value, f"{path}[{index}]")
+
+
+def test_every_group_has_options() -> None:
+    assert {
+        "model",
+        "dataset",
+        "search_space",
+        "objective",
+        "search",
+        "scheduler",
+        "tracking",
+    } <= set(GROUPS)
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_option_composes_and_its_targets_bind(compose, group: str, option: str) -> None:
+    override = f"+experiment={option}" if group == "experiment" else f"{group}={option}"
+    cfg = compose(override)
+    data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    section = data if group == "experiment" else data[group]
+    for where, spec in _targets(section):
+        target = _locate(spec["_target_"])
+        kwargs = {k: v for k, v in spec.items() if k not in _HYDRA_KEYS}
+        signature = inspect.signature(target)
+        binder = signature.bind_partial if spec.get("_partial_") else signature.bind
+        binder(**kwargs)  # raises TypeError naming the unexpected or missing argument
+        assert where
+
+
+def test_schema_rejects_a_wrong_type(compose) -> None:
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException):
+        compose("n_trials=many")
+
+
+def test_schema_rejects_an_unknown_key(compose) -> None:
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException):
+        compose("n_trial=3")
+
+
+def test_defaults_are_the_documented_ones(compose) -> None:
+    from hydra.core.hydra_config import HydraConfig  # noqa: F401  (compose without Hydra's runtime)
+
+    cfg = compose()
+    assert cfg.objective._target_.endswith("LoraObjective")
+    assert cfg.search._target_ == "optuna.samplers.TPESampler"
+    assert cfg.search.constant_liar is True
+    assert cfg.scheduler._target_ == "ray.tune.schedulers.ASHAScheduler"
+    assert cfg.storage.endswith("/studies.db")

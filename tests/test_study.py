@@ -1,0 +1,215 @@
+"""Whole studies run in this process on the session's Ray: results, constraints, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from conftest import QUICK, UGRO_SPACES
+
+from ugro_hpo.errors import ConfigError
+from ugro_hpo.search_space import load_search_space
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_study_writes_its_three_files(study) -> None:
+    result = study(*QUICK)
+    run_dir = result.run_dir
+    summary = json.loads((run_dir / "summary.json").read_text())
+    rows = read_csv(run_dir / "trials.csv")
+    best = yaml.safe_load((run_dir / "best_params.yaml").read_text())
+
+    assert summary["status"] == "complete" and summary["n_trials"] == 6
+    assert sum(summary["counts"].values()) == len(rows) == 6
+    assert summary["finished"] == 6
+    complete = [r for r in rows if r["state"] == "complete"]
+    best_row = min(complete, key=lambda r: float(r["value"]))
+    assert summary["best"]["trial"] == int(best_row["number"])
+    assert best == summary["best"]["params"]
+    assert set(rows[0]) >= {
+        "number",
+        "state",
+        "x1",
+        "x2",
+        "value",
+        "duration_s",
+        "violation",
+        "error",
+    }
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+
+
+def test_defaults_are_the_first_trial(study) -> None:
+    result = study(*QUICK)
+    first = result.records[0]
+    assert first.number == 0 and first.params == {"x1": 0.2, "x2": 0.9}
+
+
+def test_the_study_is_persisted_and_readable_by_optuna(study, tmp_path: Path) -> None:
+    result = study(*QUICK, "study_name=persisted")
+    loaded = optuna.load_study(study_name="persisted", storage=result.plan.storage)
+    assert len(loaded.trials) == 6
+    assert loaded.best_trial.number == result.summary["best"]["trial"]
+
+
+def test_rerun_continues_up_to_n_trials(study) -> None:
+    first = study(*QUICK, "study_name=resumed", "n_trials=4")
+    second = study(*QUICK, "study_name=resumed", "n_trials=7")
+    assert second.summary["finished"] == 7
+    assert [r.params for r in second.records[:4]] == [r.params for r in first.records[:4]]
+    third = study(*QUICK, "study_name=resumed", "n_trials=7")
+    assert len(third.records) == len(second.records)  # nothing left to run
+
+
+def test_a_changed_search_space_under_the_same_name_is_refused(study) -> None:
+    study(*QUICK, "study_name=fixed", "n_trials=2")
+    with pytest.raises(ConfigError, match="different search space"):
+        study(*QUICK, "study_name=fixed", "search_space=branin", "objective.function=branin")
+
+
+def test_resume_false_archives_the_old_study(study) -> None:
+    first = study(*QUICK, "study_name=fresh", "n_trials=2")
+    second = study(*QUICK, "study_name=fresh", "n_trials=2", "resume=false")
+    assert len(second.records) == 2
+    names = {s.study_name for s in optuna.get_all_study_summaries(first.plan.storage)}
+    assert "fresh" in names and any(n.startswith("fresh-archived-") for n in names)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_constraint_violations_cost_no_training_and_are_learned(
+    study, tmp_path: Path, seed: int
+) -> None:
+    space = tmp_path / "tight.yaml"
+    space.write_text(
+        "parameters:\n  x1: {type: float, min: 0.0, max: 1.0}\n  x2: {type: float, min: 0.0, max: 1.0}\n"
+        "constraints: ['x1 <= 0.8 and x2 <= 0.8']\nobjectives: [{name: value}]\nmetadata: {function: quadratic}\n"
+    )
+    result = study(
+        *QUICK,
+        f"search_space_file={space}",
+        "n_trials=60",
+        "max_steps=2",
+        "scheduler=fifo",
+        f"seed={seed}",
+    )
+    infeasible = [r for r in result.records if r.state == "infeasible"]
+    assert infeasible, "a 36% infeasible space should give infeasible trials"
+    for record in infeasible:
+        assert record.violation == "x1 <= 0.8 and x2 <= 0.8"
+        assert max(record.params["x1"], record.params["x2"]) > 0.8
+        assert record.last_step == 0 and not record.metrics
+    first, last = result.records[:20], result.records[40:]
+    assert sum(r.state == "infeasible" for r in last) < sum(r.state == "infeasible" for r in first)
+    rows = read_csv(result.run_dir / "trials.csv")
+    assert {r["violation"] for r in rows if r["state"] == "infeasible"} == {
+        "x1 <= 0.8 and x2 <= 0.8"
+    }
+
+
+def test_asha_stops_poor_trials_early(study) -> None:
+    result = study(*QUICK, "n_trials=12", "max_steps=8")
+    pruned = [r for r in result.records if r.state == "pruned"]
+    assert pruned
+    assert all(r.last_step is not None and r.last_step < 8 for r in pruned)
+
+
+def test_several_objectives_give_a_pareto_front(study) -> None:
+    result = study(
+        *QUICK, "search_space=binh_korn", "n_trials=10", "search=nsga2", "scheduler=fifo"
+    )
+    front = result.summary["pareto_front"]
+    assert front
+    points = [(e["metrics"]["f1"], e["metrics"]["f2"]) for e in front]
+    for a in points:
+        assert not any(b[0] <= a[0] and b[1] <= a[1] and b != a for b in points)
+    assert result.summary["best"]["trial"] in {e["trial"] for e in front}
+
+
+@pytest.mark.parametrize("name", ["llama_lora_hpo", "llama2_lora", "llama_lora_hpo_conditional"])
+def test_ugro_files_run_unchanged(study, name: str) -> None:
+    path = UGRO_SPACES / f"{name}.yaml"
+    result = study(f"search_space_file={path}", "objective=custom", "objective.fn=fixture_objectives:any_params",
+                   "tracking=none", "n_trials=4", "max_steps=3", "eval_every=1")  # fmt: skip
+    assert result.summary["finished"] == 4
+    assert result.summary["best"] is not None
+
+
+def test_conditional_study_never_records_an_inactive_parameter(study) -> None:
+    space = load_search_space(UGRO_SPACES / "llama_lora_hpo_conditional.yaml")
+    result = study(f"search_space_file={UGRO_SPACES / 'llama_lora_hpo_conditional.yaml'}", "objective=custom",
+                   "objective.fn=fixture_objectives:any_params", "tracking=none", "n_trials=16", "search=random")  # fmt: skip
+    optimizers = set()
+    for record in result.records:
+        assert set(record.params) == space.active_names(record.params)
+        optimizers.add(record.params["optimizer_type"])
+    assert optimizers == {"adam", "adamw", "sgd"}
+
+
+def test_a_failing_objective_fails_its_trials_not_the_study(study) -> None:
+    result = study("search_space=quadratic", "objective=custom", "objective.fn=fixture_objectives:always_fails",
+                   "tracking=none", "n_trials=3")  # fmt: skip
+    assert result.summary["counts"]["failed"] == 3
+    assert all(r.error == "ValueError: boom: this objective always fails" for r in result.records)
+    assert result.summary["best"] is None
+
+
+def test_nan_metrics_fail_the_trial_with_the_reason(study) -> None:
+    result = study(*QUICK, "objective.nan_prob=1.0", "n_trials=3", "scheduler=fifo")
+    assert [r.state for r in result.records] == ["failed"] * 3
+    assert all("is nan" in (r.error or "") for r in result.records)
+
+
+def test_a_custom_objective_may_return_one_number(study) -> None:
+    result = study("search_space=quadratic", "objective=custom", "objective.fn=fixture_objectives:returns_number",
+                   "tracking=none", "n_trials=3")  # fmt: skip
+    assert result.summary["counts"]["complete"] == 3
+
+
+@pytest.mark.parametrize("search", ["tpe", "random", "cmaes", "gp", "qmc", "nsga2"])
+def test_every_sampler_runs_a_study(study, search: str) -> None:
+    result = study(*QUICK, f"search={search}", "n_trials=4", "scheduler=fifo")
+    assert result.summary["sampler"].split(".")[-1].lower().startswith(search[:2]) or search in (
+        "gp",
+        "nsga2",
+        "qmc",
+        "cmaes",
+    )
+    assert result.summary["finished"] == 4
+
+
+def test_grid_search_ends_when_the_grid_is_exhausted(study, tmp_path: Path) -> None:
+    space = tmp_path / "grid.yaml"
+    space.write_text(
+        "parameters:\n  x1: {type: float, min: 0.0, max: 1.0, step: 0.5}\n  x2: {type: categorical, choices: [0.0, 1.0]}\n"
+        "objectives: [{name: value}]\nmetadata: {function: quadratic}\n"
+    )
+    result = study(
+        *QUICK,
+        f"search_space_file={space}",
+        "search=grid",
+        "n_trials=20",
+        "scheduler=fifo",
+        "parallel_jobs=1",
+    )
+    points = {(r.params["x1"], r.params["x2"]) for r in result.records}
+    assert len(points) == 6 == len(result.records)
+
+
+@pytest.mark.parametrize("scheduler", ["asha", "fifo", "hyperband", "median"])
+def test_every_scheduler_runs_a_study(study, scheduler: str) -> None:
+    result = study(*QUICK, f"scheduler={scheduler}", "n_trials=6")
+    assert result.summary["finished"] == 6
+
+
+def test_export_best_writes_the_parameters_elsewhere(study, tmp_path: Path) -> None:
+    target = tmp_path / "exported" / "best.yaml"
+    result = study(*QUICK, f"export_best={target}")
+    assert yaml.safe_load(target.read_text()) == result.summary["best"]["params"]

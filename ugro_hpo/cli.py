@@ -1,0 +1,124 @@
+"""UGRO's command line, kept working: `ugro hpo sweep --study-name s --search-space f.yaml ...`.
+
+It only translates UGRO's flags into Hydra overrides of the same app (`python -m ugro_hpo`);
+extra `key=value` arguments after the flags are passed through as overrides too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ugro_hpo.app import conf_dir
+
+
+def quote(value: str) -> str:
+    """A Hydra override value that stays one string whatever it contains."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _options(group: str) -> set[str]:
+    return {p.stem for p in (conf_dir() / group).glob("*.yaml")}
+
+
+def _model_overrides(value: str) -> list[str]:
+    """A config option name (llama2_7b), else any hub id or local path through model=hf."""
+    if value in _options("model"):
+        return [f"model={value}"]
+    return ["model=hf", f"model.name_or_path={quote(value)}"]
+
+
+def _dataset_overrides(value: str) -> list[str]:
+    """A config option name (wikitext), a local text file, else a hub id or saved dataset."""
+    if value in _options("dataset"):
+        return [f"dataset={value}"]
+    path = Path(value).expanduser()
+    if path.is_file():
+        return ["dataset=text_files", f"dataset.paths=[{quote(str(path.resolve()))}]"]
+    return ["dataset=hf", f"dataset.path={quote(value)}"]
+
+
+def _search_space_overrides(value: str) -> list[str]:
+    """A search-space file (UGRO's usage), or the name of a search_space option."""
+    if value in _options("search_space") and not Path(value).is_file():
+        return [f"search_space={value}"]
+    return [f"search_space_file={quote(str(Path(value).expanduser().resolve()))}"]
+
+
+def sweep_overrides(args: argparse.Namespace) -> list[str]:
+    """UGRO's flags as Hydra overrides."""
+    overrides: list[str] = []
+    simple = {
+        "study_name": args.study_name,
+        "n_trials": args.n_trials,
+        "parallel_jobs": args.parallel_jobs,
+        "max_steps": args.max_steps,
+        "mlflow.tracking_uri": args.tracking_uri,
+        "wandb.project": args.wandb_project,
+        "ray.address": args.ray_address,
+        "storage": args.storage,
+    }
+    for key, value in simple.items():
+        if value is not None:
+            overrides.append(f"{key}={quote(value) if isinstance(value, str) else value}")
+    if args.export_best:
+        overrides.append(f"export_best={quote(str(Path(args.export_best).expanduser().resolve()))}")
+    if args.search_space:
+        overrides += _search_space_overrides(args.search_space)
+    if args.model:
+        overrides += _model_overrides(args.model)
+    if args.dataset:
+        overrides += _dataset_overrides(args.dataset)
+    tracking = args.tracking or ("dual" if args.wandb_project else None)
+    if tracking:
+        overrides.append(f"tracking={tracking}")
+    if args.dry_run:
+        overrides.append("dry_run=true")
+    return overrides + list(args.overrides)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ugro", description="UGRO command line (hyperparameter optimisation)."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    hpo = commands.add_parser("hpo", help="hyperparameter optimisation").add_subparsers(
+        dest="action", required=True
+    )
+    sweep = hpo.add_parser("sweep", help="run (or continue) an HPO study")
+    sweep.add_argument("--study-name")
+    sweep.add_argument("--search-space", help="search-space YAML file (UGRO schema) or option name")
+    sweep.add_argument("--n-trials", type=int)
+    sweep.add_argument("--parallel-jobs", type=int)
+    sweep.add_argument("--max-steps", type=int)
+    sweep.add_argument(
+        "--model", help="model option (tiny_llama, llama2_7b, ...) or hub id / local path"
+    )
+    sweep.add_argument(
+        "--dataset", help="dataset option (wikitext, ...), hub id, saved dataset or text file"
+    )
+    sweep.add_argument("--tracking-uri", help="MLflow tracking URI")
+    sweep.add_argument("--wandb-project", help="W&B project (adds W&B tracking beside MLflow)")
+    sweep.add_argument("--tracking", choices=sorted(_options("tracking")), help="tracking mode")
+    sweep.add_argument("--ray-address", help="join an existing Ray cluster (host:port or auto)")
+    sweep.add_argument("--storage", help="Optuna storage URL")
+    sweep.add_argument("--export-best", help="also write the best parameters to this YAML file")
+    sweep.add_argument("--dry-run", action="store_true", help="validate and print the plan only")
+    sweep.add_argument("overrides", nargs="*", help="further Hydra overrides, key=value")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`ugro` console script."""
+    args = _parser().parse_args(argv)
+    overrides = sweep_overrides(args)
+    from ugro_hpo import app
+
+    sys.argv = ["ugro", *overrides]
+    app.main()
+
+
+if __name__ == "__main__":
+    main()

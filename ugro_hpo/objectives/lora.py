@@ -1,0 +1,116 @@
+"""The `lora` objective: fine-tune the configured model with a LoRA adapter, one trial each.
+
+A trial loads the base model (cached on local disk, so a reload is cheap), wraps it with the
+trial's LoRA configuration, trains for ``max_steps`` optimiser steps, and reports
+``eval_loss``, ``eval_perplexity`` and ``train_loss`` at every evaluation so schedulers can
+stop it early. Nothing of a trial outlives it: the model, optimiser and adapter are dropped
+and memory is released before the worker takes the next trial.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from ugro_hpo.errors import ConfigError
+from ugro_hpo.lora.data import TextSource
+from ugro_hpo.lora.models import PretrainedModel
+from ugro_hpo.lora.training import LR_SCHEDULERS, OPTIMIZERS, Hyperparameters
+from ugro_hpo.objectives.base import Objective, Report, TrialContext
+from ugro_hpo.search_space import SearchSpace
+
+log = logging.getLogger(__name__)
+_KNOWN_CHOICES = {"optimizer_type": OPTIMIZERS, "lr_scheduler_type": LR_SCHEDULERS}
+
+
+class LoraObjective(Objective):
+    """LoRA fine-tuning of ``model`` on ``dataset``."""
+
+    name = "lora"
+    parameters = Hyperparameters.names()
+    metrics = frozenset({"eval_loss", "eval_perplexity", "train_loss"})
+
+    def __init__(
+        self,
+        model: PretrainedModel,
+        dataset: TextSource,
+        fixed: Mapping[str, Any] | None = None,
+        save_adapter: bool = False,
+        keep_adapters: int = 3,
+    ) -> None:
+        if not isinstance(model, PretrainedModel):
+            raise ConfigError(
+                "objective.model: choose a model option (model=tiny_llama, model=hf, ...)"
+            )
+        if not isinstance(dataset, TextSource):
+            raise ConfigError(
+                "objective.dataset: choose a dataset option (dataset=pydoc_topics, ...)"
+            )
+        self.model = model
+        self.dataset = dataset
+        self.fixed = dict(fixed or {})
+        Hyperparameters.from_values(self.fixed)  # a typo in objective.fixed fails at start-up
+        self.save_adapter = bool(save_adapter)
+        self.keep_adapters = int(keep_adapters)
+
+    def check(self, space: SearchSpace) -> None:
+        super().check(space)
+        for parameter in space.parameters:
+            allowed = _KNOWN_CHOICES.get(parameter.name)
+            if allowed and parameter.choices:
+                wrong = [c for c in parameter.choices if c not in allowed]
+                if wrong:
+                    raise ConfigError(
+                        f"search space {space.source}: parameter {parameter.name!r}: choices {wrong} are not among {list(allowed)}"
+                    )
+        intended = space.metadata.get("model")
+        if intended and intended != self.model.name:
+            log.warning(
+                "search space %s was written for model %s; this study uses %s",
+                space.source,
+                intended,
+                self.model.name,
+            )
+
+    def prepare(self, resources: Mapping[str, float]) -> None:
+        """Build or check the base model once, on the driver, before any trial."""
+        self.model.prepare(gpu=float(resources.get("gpu", 0)))
+
+    def __call__(
+        self, params: dict[str, Any], report: Report, context: TrialContext
+    ) -> dict[str, float]:
+        import torch
+        from peft import get_peft_model
+
+        from ugro_hpo.lora.training import TrainingRun, lora_config, train
+
+        values = {**self.fixed, **params}
+        if "target_modules" not in values and context.metadata.get("target_modules"):
+            values["target_modules"] = context.metadata["target_modules"]
+        hp = Hyperparameters.from_values(values)
+        device = (
+            "cuda" if context.resources.get("gpu", 0) > 0 and torch.cuda.is_available() else "cpu"
+        )
+        if device == "cpu":
+            torch.set_num_threads(max(1, int(context.resources.get("cpu", 1))))
+        torch.manual_seed(context.seed)
+
+        base, tokenizer = self.model.load(device)
+        blocks = self.dataset.blocks(tokenizer)
+        model = get_peft_model(base, lora_config(hp, self.model.target_modules))
+        dtype = self.model.torch_dtype(device)
+        run = TrainingRun(
+            blocks=blocks,
+            max_steps=context.max_steps,
+            evaluation_steps=context.evaluation_steps(),
+            seed=context.seed,
+            device=device,
+            amp_dtype=dtype if device == "cuda" and dtype != torch.float32 else None,
+        )
+        metrics = train(model, hp, run, report)
+        if self.save_adapter:
+            from ugro_hpo.lora.adapters import save_adapter
+
+            save_adapter(model, context, metrics["eval_loss"], keep=self.keep_adapters)
+        return metrics
