@@ -19,9 +19,9 @@ except SystemExit as exc:
     code = exc.code
 else:
     code = 0
-print("HEAVY=" + json.dumps([m for m in HEAVY if m in sys.modules]))
+print("HEAVY=" + json.dumps([m for m in __MODULES__ if m in sys.modules]))
 sys.exit(code)
-""".replace("HEAVY", repr(HEAVY), 1)
+""".replace("__MODULES__", repr(HEAVY))
 
 
 def probe(args: list[str], cwd: Path):
