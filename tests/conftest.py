@@ -47,6 +47,29 @@ def ray_address() -> Iterator[str]:
     ray.shutdown()
 
 
+TINY_PRETRAIN_STEPS = 150
+
+
+@pytest.fixture(scope="session")
+def tiny_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama, built once per session (with a short pre-training) for LoRA tests."""
+    from ugro_hpo.lora.models import TinyLlama
+
+    cache = tmp_path_factory.mktemp("models")
+    TinyLlama(cache_dir=str(cache), pretrain_steps=TINY_PRETRAIN_STEPS, seed=42).prepare(gpu=0)
+    return cache
+
+
+@pytest.fixture
+def lora_overrides(tiny_model_cache: Path) -> list[str]:
+    """Overrides that point the lora objective at the session's tiny model."""
+    return [
+        f"model.cache_dir={tiny_model_cache}",
+        f"model.pretrain_steps={TINY_PRETRAIN_STEPS}",
+        "tracking=none",
+    ]
+
+
 @pytest.fixture
 def compose(tmp_path: Path) -> Callable[..., Any]:
     """Compose the app's config with overrides; outputs go under tmp_path."""

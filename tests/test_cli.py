@@ -186,3 +186,26 @@ def test_multirun_gives_one_study_per_job(tmp_path: Path, ray_address: str) -> N
         "optuna.samplers.TPESampler",
     ]
     assert all(s["finished"] == 6 for s in contents)
+
+
+def test_searchpath_adds_a_users_own_options(tmp_path: Path) -> None:
+    own = tmp_path / "my_conf" / "search"
+    own.mkdir(parents=True)
+    (own / "my_tpe.yaml").write_text(
+        "_target_: optuna.samplers.TPESampler\nseed: ${seed}\nn_startup_trials: 3\n"
+    )
+    result = run_cli(
+        f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]",
+        "search=my_tpe",
+        "dry_run=true",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "sampler      optuna.samplers.TPESampler" in result.stdout
+
+
+def test_an_experiment_preset_changes_the_whole_study(tmp_path: Path) -> None:
+    result = run_cli("+experiment=synthetic_branin", "dry_run=true", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "study        synthetic-branin  (40 trials" in result.stdout
+    assert "SyntheticObjective" in result.stdout

@@ -14,11 +14,18 @@ if TYPE_CHECKING:
     from ugro_hpo.study import StudyResult
 
 
-def run(cfg: Any, run_dir: str | None = None) -> StudyResult:
+def compose(*overrides: str) -> Any:
+    """Compose the app's config with command-line style overrides (see `ugro_hpo.app.compose`)."""
+    from ugro_hpo.app import compose as _compose
+
+    return _compose(*overrides)
+
+
+def run(cfg: Any, run_dir: str | None = None, echo: bool = True) -> StudyResult:
     """Run one study from a composed config (see `ugro_hpo.study.run`)."""
     from ugro_hpo.study import run as _run
 
-    return _run(cfg, run_dir=run_dir)
+    return _run(cfg, run_dir=run_dir, echo=echo)
 
 
-__all__ = ["__version__", "run"]
+__all__ = ["__version__", "compose", "run"]

@@ -47,6 +47,19 @@ def register_resolvers() -> None:
         )
 
 
+def compose(*overrides: str) -> Any:
+    """The app's config composed with ``overrides``, as the command line would (no Hydra run)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from ugro_hpo import schema
+
+    schema.register()
+    register_resolvers()
+    with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name=PROGRAM):
+        return hydra_compose("config", overrides=list(overrides))
+
+
 def main() -> None:
     """Console entry point (`python -m ugro_hpo`, `ugro-hpo`); reads sys.argv like any Hydra app."""
     import hydra

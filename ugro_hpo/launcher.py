@@ -35,6 +35,7 @@ _RAY_ENV = {
 _QUIET_LOGGERS = (
     "ray.tune.analysis.experiment_analysis",
     "ray._private.authentication.authentication_token_setup",
+    "ray.tune.tune",
 )
 
 

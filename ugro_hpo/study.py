@@ -37,8 +37,11 @@ def default_run_dir(cfg: Any) -> Path:
     return Path(str(cfg.outputs_dir)) / str(cfg.study_name) / stamp
 
 
-def run(cfg: Any, run_dir: str | None = None) -> StudyResult:
-    """Validate ``cfg``, run its study to ``n_trials`` (or resume it) and write the results."""
+def run(cfg: Any, run_dir: str | None = None, echo: bool = True) -> StudyResult:
+    """Validate ``cfg``, run its study to ``n_trials`` (or resume it) and write the results.
+
+    ``echo=False`` keeps the end-of-study table off stdout (benchmarks, notebooks).
+    """
     started = time.time()
     plan = build_plan(cfg, run_dir or default_run_dir(cfg))
     if plan.dry_run:
@@ -66,10 +69,10 @@ def run(cfg: Any, run_dir: str | None = None) -> StudyResult:
                 plan.study_name,
                 plan.n_trials,
             )
-        return finish(plan, opened.study, duration_s=time.time() - started)
+        return finish(plan, opened.study, duration_s=time.time() - started, echo=echo)
 
 
-def finish(plan: Plan, study: Any, duration_s: float) -> StudyResult:
+def finish(plan: Plan, study: Any, duration_s: float, echo: bool = True) -> StudyResult:
     """Read the study back and write summary.json, best_params.yaml and trials.csv."""
     from ugro_hpo import exports
     from ugro_hpo.console import summary_table
@@ -106,5 +109,6 @@ def finish(plan: Plan, study: Any, duration_s: float) -> StudyResult:
     exports.write_trials_csv(plan.run_dir, records, space)
     if plan.export_best is not None:
         exports.write_best_params(plan.export_best, summary)
-    print(summary_table(summary, ordered[:5], space), flush=True)
+    if echo:
+        print(summary_table(summary, ordered[:5], space), flush=True)
     return StudyResult(plan=plan, status=summary["status"], summary=summary, records=records)
