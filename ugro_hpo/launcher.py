@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ugro_hpo.components import instantiate
 from ugro_hpo.plan import Plan, build_sampler
 from ugro_hpo.storage import OpenedStudy
+from ugro_hpo.tracking.base import Tracker, Trackers
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,11 @@ class Components:
     """What is built before any study exists, so a bad option fails without side effects."""
 
     scheduler: Any
-    callbacks: list[Any]
+    trackers: Trackers
+    callbacks: list[Any]  # Ray Tune callbacks configured as they are (not our trackers)
 
 
-def build_components(plan: Plan, callbacks: Sequence[Any] = ()) -> Components:
+def build_components(plan: Plan) -> Components:
     """Instantiate the scheduler (metric and mode from the search space) and tracking callbacks."""
     from ray.tune.schedulers import FIFOScheduler
 
@@ -60,8 +61,17 @@ def build_components(plan: Plan, callbacks: Sequence[Any] = ()) -> Components:
         scheduler = FIFOScheduler()
     elif not space.is_multi_objective:
         scheduler.set_search_properties(space.objectives[0].name, space.objectives[0].mode)
-    built = [instantiate(spec, f"tracking.callbacks[{i}]") for i, spec in enumerate(plan.callbacks)]
-    return Components(scheduler=scheduler, callbacks=[*built, *callbacks])
+    built = [
+        instantiate(spec, f"tracking.callbacks.{name}") for name, spec in plan.callbacks.items()
+    ]
+    trackers = Trackers(
+        [b for b in built if isinstance(b, Tracker)], required=plan.tracking_required
+    )
+    return Components(
+        scheduler=scheduler,
+        trackers=trackers,
+        callbacks=[b for b in built if not isinstance(b, Tracker)],
+    )
 
 
 def ensure_ray(plan: Plan) -> None:
@@ -86,26 +96,23 @@ def ensure_ray(plan: Plan) -> None:
         ray.init(num_cpus=plan.ray_num_cpus, **options)
 
 
-def run_trials(
-    plan: Plan,
-    opened: OpenedStudy,
-    components: Components,
-    on_finish: Callable[[str, Any], None] | None = None,
-) -> None:
+def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> None:
     """Run the remaining trials of the study to the end."""
     from ray import tune
 
     from ugro_hpo.searcher import StudySearcher
+    from ugro_hpo.tracking.ray_bridge import TrackingCallback
     from ugro_hpo.trainable import run_trial
 
     ensure_ray(plan)
+    bridge = TrackingCallback(components.trackers)
     searcher = StudySearcher(
         space=plan.search_space,
         sampler=build_sampler(plan, seed_offset=opened.existing_trials),
         storage=opened.storage,
         study_name=plan.study_name,
         max_steps=plan.max_steps,
-        on_finish=on_finish,
+        on_finish=bridge.trial_finished,
     )
     spec = {
         "objective": plan.objective,
@@ -135,7 +142,7 @@ def run_trials(
         run_config=tune.RunConfig(
             name=time.strftime("%Y-%m-%d_%H-%M-%S"),
             storage_path=str(plan.ray_dir),
-            callbacks=components.callbacks,
+            callbacks=[bridge, *components.callbacks],
             verbose=min(max(plan.verbose - 1, 0), 3),
             failure_config=tune.FailureConfig(max_failures=0),
         ),

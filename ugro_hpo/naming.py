@@ -22,3 +22,35 @@ def check_path_name(value: object, key: str) -> str:
             "not starting with '.'"
         )
     return value
+
+
+_WANDB_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_MLFLOW_EXPERIMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\- /]{0,249}")
+
+
+def check_wandb_project(value: object) -> str:
+    """W&B project names: letters, digits, '-' and '_', 1-128 characters."""
+    if not isinstance(value, str) or not _WANDB_NAME.fullmatch(value):
+        raise ConfigError(
+            f"Invalid project name: {value}; use 1-128 letters, digits, '-' or '_' (wandb.project / WANDB_PROJECT)"
+        )
+    return value
+
+
+def check_wandb_entity(value: object) -> str:
+    """W&B entities (team or user names) follow the project rule."""
+    if not isinstance(value, str) or not _WANDB_NAME.fullmatch(value):
+        raise ConfigError(
+            f"Invalid entity name: {value}; use 1-128 letters, digits, '-' or '_' (wandb.entity)"
+        )
+    return value
+
+
+def check_mlflow_experiment(value: object) -> str:
+    """MLflow experiment names: printable, no path traversal, at most 250 characters."""
+    if not isinstance(value, str) or not _MLFLOW_EXPERIMENT.fullmatch(value) or ".." in value:
+        raise ConfigError(
+            f"mlflow.experiment_name: invalid name {value!r}; use up to 250 letters, digits, "
+            "spaces, '-', '_', '.', '/'"
+        )
+    return value

@@ -43,7 +43,8 @@ class Plan:
     objective: dict[str, Any]
     sampler: dict[str, Any]
     scheduler: dict[str, Any]
-    callbacks: list[dict[str, Any]]
+    callbacks: dict[str, dict[str, Any]]
+    tracking_required: bool
     resources: dict[str, float]
     ray_address: str | None
     ray_num_cpus: int | None
@@ -121,6 +122,7 @@ def build_plan(cfg: Any, run_dir: str | Path) -> Plan:
         sampler=sampler,
         scheduler=scheduler,
         callbacks=callbacks,
+        tracking_required=bool((data.get("tracking") or {}).get("required", True)),
         resources=_resources(data.get("resources") or {}),
         ray_address=_ray_address((data.get("ray") or {}).get("address")),
         ray_num_cpus=(data.get("ray") or {}).get("num_cpus"),
@@ -185,14 +187,27 @@ def _component(data: Mapping[str, Any], key: str) -> dict[str, Any]:
     return spec
 
 
-def _callbacks(data: Mapping[str, Any]) -> list[dict[str, Any]]:
-    tracking = data.get("tracking") or {}
-    callbacks = tracking.get("callbacks") or []
-    if not isinstance(callbacks, list):
-        raise ConfigError("tracking.callbacks: must be a list of {_target_: ...} entries")
-    for index, spec in enumerate(callbacks):
-        check_importable(spec, f"tracking.callbacks[{index}]")
-    return callbacks
+def _callbacks(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The tracking group's callbacks by name; ours are built now, since that is cheap and
+    checks their names and settings, others (Ray's) are only checked to be installed."""
+    raw = (data.get("tracking") or {}).get("callbacks") or {}
+    if isinstance(raw, list):
+        raw = {f"callback{i}": spec for i, spec in enumerate(raw)}
+    if not isinstance(raw, dict):
+        raise ConfigError("tracking.callbacks: must map names to {_target_: ...} entries")
+    for name, spec in raw.items():
+        key = f"tracking.callbacks.{name}"
+        check_importable(spec, key)
+        if str(spec["_target_"]).startswith("ugro_hpo."):
+            instantiate(spec, key)
+    wandb = data.get("wandb") or {}
+    if (wandb.get("project") or wandb.get("entity")) and "wandb" not in raw:
+        choice = _group_choice("tracking")
+        raise ConfigError(
+            f"wandb.project/entity are set but tracking={choice} does not log to W&B; "
+            "use tracking=wandb or tracking=dual (or drop the wandb.* settings)"
+        )
+    return raw
 
 
 def _storage_url(url: str) -> str:
@@ -245,7 +260,8 @@ def describe(plan: Plan) -> str:
         f"objective    {plan.objective['_target_']}  (max_steps {plan.max_steps}, eval_every {plan.eval_every})",
         f"sampler      {plan.sampler['_target_']}",
         f"scheduler    {plan.scheduler['_target_']}",
-        "trackers     " + (", ".join(c["_target_"] for c in plan.callbacks) or "none"),
+        "trackers     "
+        + (", ".join(f"{n} ({c['_target_']})" for n, c in plan.callbacks.items()) or "none"),
         f"resources    {plan.resources['cpu']:g} cpu, {plan.resources['gpu']:g} gpu per trial",
         f"ray          {plan.ray_address or 'a local instance started for this study'}",
     ]

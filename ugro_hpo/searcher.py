@@ -96,7 +96,7 @@ class StudySearcher(OptunaSearch):
                 outcome = "failed"
                 result = {**result, ERROR_KEY: f"final result lacks finite {self._metrics}"}
             else:
-                ot_trial.set_user_attr("metrics", _metrics(result))
+                ot_trial.set_user_attr("metrics", reported_metrics(result))
         if outcome == "infeasible":
             ot_trial.set_user_attr("violation", str(result.get("ugro_violation", "")))
         elif outcome == "failed":
@@ -131,7 +131,7 @@ class StudySearcher(OptunaSearch):
         return None
 
 
-def _metrics(result: dict[str, Any]) -> dict[str, float]:
+def reported_metrics(result: dict[str, Any]) -> dict[str, float]:
     """The numeric metrics a trial reported last (not Ray's bookkeeping)."""
     skip = {"step", "training_iteration", "timestamp", "time_this_iter_s", "time_total_s",
             "time_since_restore", "iterations_since_restore", "pid", "done"}  # fmt: skip

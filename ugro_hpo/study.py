@@ -54,26 +54,78 @@ def run(cfg: Any, run_dir: str | None = None, echo: bool = True) -> StudyResult:
     from ugro_hpo.storage import open_study
 
     components = build_components(plan)
-    instantiate(plan.objective, "objective").prepare(plan.resources)
+    objective = instantiate(plan.objective, "objective")
+    objective.check(plan.search_space)
+    objective.prepare(plan.resources)
+    trackers = components.trackers
+    trackers.connect()
     opened = open_study(plan)
     write_config_snapshot(plan)
     with log_file(plan):
-        if opened.remaining:
-            verb = "continuing" if opened.resumed else "starting"
-            log.info("%s study %s: %d trial(s) to run, %d at a time",
-                     verb, plan.study_name, opened.remaining, plan.parallel_jobs)  # fmt: skip
-            run_trials(plan, opened, components)
-        else:
-            log.info(
-                "study %s already has %d finished trials; nothing to run",
-                plan.study_name,
-                plan.n_trials,
+        try:
+            trackers.study_started(study_info(plan, opened, objective))
+            if opened.remaining:
+                verb = "continuing" if opened.resumed else "starting"
+                log.info("%s study %s: %d trial(s) to run, %d at a time",
+                         verb, plan.study_name, opened.remaining, plan.parallel_jobs)  # fmt: skip
+                run_trials(plan, opened, components)
+            else:
+                log.info(
+                    "study %s already has %d finished trials; nothing to run",
+                    plan.study_name,
+                    plan.n_trials,
+                )
+            return finish(
+                plan, opened.study, duration_s=time.time() - started, echo=echo, trackers=trackers
             )
-        return finish(plan, opened.study, duration_s=time.time() - started, echo=echo)
+        finally:
+            trackers.close()
 
 
-def finish(plan: Plan, study: Any, duration_s: float, echo: bool = True) -> StudyResult:
-    """Read the study back and write summary.json, best_params.yaml and trials.csv."""
+def study_info(plan: Plan, opened: Any, objective: Any) -> Any:
+    """How trackers describe the study: names, budget, and the fixed settings worth logging."""
+    from ugro_hpo.tracking.base import StudyInfo
+
+    objective_settings = {k: v for k, v in plan.objective.items() if not k.startswith("_")}
+    settings = flatten({"seed": plan.seed, "eval_every": plan.eval_every, "parallel_jobs": plan.parallel_jobs,
+                        "resources": plan.resources, "objective": objective_settings})  # fmt: skip
+    return StudyInfo(
+        study_name=plan.study_name,
+        resumed=opened.resumed,
+        n_trials=plan.n_trials,
+        max_steps=plan.max_steps,
+        sampler=plan.sampler["_target_"],
+        scheduler=plan.scheduler["_target_"],
+        search_space=plan.search_space.source,
+        objectives=[
+            {"name": o.name, "direction": o.direction} for o in plan.search_space.objectives
+        ],
+        describe=objective.describe(),
+        settings=settings,
+        run_dir=plan.run_dir,
+        study=opened.study,
+    )
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys (``objective.fixed.lora_r``); ``_target_`` and co. dropped."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if str(key).startswith("_"):
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def finish(
+    plan: Plan, study: Any, duration_s: float, echo: bool = True, trackers: Any = None
+) -> StudyResult:
+    """Read the study back, write summary.json, best_params.yaml and trials.csv, and hand
+    them to the trackers."""
     from ugro_hpo import exports
     from ugro_hpo.console import summary_table
     from ugro_hpo.redact import redact_url
@@ -99,16 +151,24 @@ def finish(plan: Plan, study: Any, duration_s: float, echo: bool = True) -> Stud
         "search_space": space.source,
         "sampler": plan.sampler["_target_"],
         "scheduler": plan.scheduler["_target_"],
-        "trackers": [c["_target_"] for c in plan.callbacks],
+        "trackers": {name: spec["_target_"] for name, spec in plan.callbacks.items()},
     }
     if space.is_multi_objective:
         complete = [r for r in records if r.state == "complete"]
         summary["pareto_front"] = [best_entry(r) for r in pareto_front(complete, space)]
-    exports.write_summary(plan.run_dir, summary)
-    exports.write_best_params(plan.run_dir / "best_params.yaml", summary)
-    exports.write_trials_csv(plan.run_dir, records, space)
+    files = [
+        exports.write_summary(plan.run_dir, summary),
+        exports.write_best_params(plan.run_dir / "best_params.yaml", summary),
+        exports.write_trials_csv(plan.run_dir, records, space),
+    ]
     if plan.export_best is not None:
         exports.write_best_params(plan.export_best, summary)
+    if trackers:
+        trackers.study_finished(summary, files)
+        summary["tracking"] = trackers.status()
+        exports.write_summary(plan.run_dir, summary)
     if echo:
         print(summary_table(summary, ordered[:5], space), flush=True)
+        for line in trackers.messages if trackers else []:
+            print(line, flush=True)
     return StudyResult(plan=plan, status=summary["status"], summary=summary, records=records)

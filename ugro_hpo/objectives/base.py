@@ -73,6 +73,10 @@ class Objective(ABC):
                     f"metric(s) {unknown}; it reports {sorted(self.metrics)}"
                 )
 
+    def describe(self) -> dict[str, str]:
+        """What trackers record about this objective (model and dataset, function, ...)."""
+        return {"objective": self.name}
+
     def prepare(self, resources: Mapping[str, float]) -> None:
         """Driver-side set-up before any trial (build caches, check that a model exists)."""
         return None

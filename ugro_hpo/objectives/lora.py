@@ -73,6 +73,9 @@ class LoraObjective(Objective):
                 self.model.name,
             )
 
+    def describe(self) -> dict[str, str]:
+        return {"objective": self.name, "model": self.model.name, "dataset": self.dataset.name}
+
     def prepare(self, resources: Mapping[str, float]) -> None:
         """Build or check the base model once, on the driver, before any trial."""
         self.model.prepare(gpu=float(resources.get("gpu", 0)))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,16 +93,20 @@ class InjectedFault(RuntimeError):
 
 
 class SyntheticObjective(Objective):
-    """Evaluates an analytic function of parameters x1, x2, ... (see FUNCTIONS)."""
+    """Evaluates an analytic function of parameters x1, x2, ... (see FUNCTIONS).
+
+    The function is ``function``, or else the one the search space names in its
+    ``metadata.function`` (every bundled synthetic space does).
+    """
 
     def __init__(
         self,
-        function: str = "branin",
+        function: str | None = None,
         sleep_s: float = 0.0,
         fail_prob: float = 0.0,
         nan_prob: float = 0.0,
     ) -> None:
-        if function not in FUNCTIONS:
+        if function is not None and function not in FUNCTIONS:
             raise ConfigError(
                 f"objective.function: unknown {function!r}; choose one of {sorted(FUNCTIONS)}"
             )
@@ -112,41 +116,58 @@ class SyntheticObjective(Objective):
         if sleep_s < 0:
             raise ConfigError(f"objective.sleep_s: must be >= 0, got {sleep_s}")
         self.function = function
-        self.spec = FUNCTIONS[function]
         self.sleep_s = float(sleep_s)
         self.fail_prob = float(fail_prob)
         self.nan_prob = float(nan_prob)
-        self.name = f"synthetic({function})"
-        count = self.spec.dimensions or _MAX_DIMENSIONS
-        self.parameters = frozenset(f"x{i}" for i in range(1, count + 1))
+        self.name = f"synthetic({function or 'from the search space'})"
+        self.resolved = function
 
-    def check(self, space: SearchSpace) -> None:
-        super().check(space)
-        parameter_names, metric_names, source = space.names, space.metric_names, space.source
-        intended = space.metadata.get("function")
-        if intended is not None and intended != self.function:
+    def resolve(self, metadata: Mapping[str, Any]) -> str:
+        """The function to evaluate: the configured one, else the search space's."""
+        intended = metadata.get("function")
+        if self.function and intended and intended != self.function:
             raise ConfigError(
-                f"search space {source} is for synthetic function {intended!r}, but "
+                f"the search space is for synthetic function {intended!r}, but "
                 f"objective.function={self.function}; set objective.function={intended}"
             )
-        needed = self.spec.dimensions or max(2, len(parameter_names))
+        name = self.function or intended
+        if name not in FUNCTIONS:
+            raise ConfigError(
+                f"objective.function: choose one of {sorted(FUNCTIONS)} (or name it in the search space's metadata.function)"
+            )
+        return str(name)
+
+    def describe(self) -> dict[str, str]:
+        return {"objective": "synthetic", "function": self.resolved or "(search space)"}
+
+    def check(self, space: SearchSpace) -> None:
+        name = self.resolved = self.resolve(space.metadata)
+        spec = FUNCTIONS[name]
+        self.name = f"synthetic({name})"
+        self.parameters = frozenset(
+            f"x{i}" for i in range(1, (spec.dimensions or _MAX_DIMENSIONS) + 1)
+        )
+        super().check(space)
+        parameter_names, metric_names, source = space.names, space.metric_names, space.source
+        needed = spec.dimensions or max(2, len(parameter_names))
         expected = [f"x{i}" for i in range(1, needed + 1)]
         if sorted(parameter_names) != sorted(expected):
             raise ConfigError(
                 f"search space {source}: objective {self.name!r} needs parameters {expected}, "
-                f"got {parameter_names} (use search_space={self.function})"
+                f"got {parameter_names} (use search_space={name})"
             )
-        if len(metric_names) != self.spec.n_metrics:
+        if len(metric_names) != spec.n_metrics:
             raise ConfigError(
-                f"search space {source}: objective {self.name!r} gives {self.spec.n_metrics} "
+                f"search space {source}: objective {self.name!r} gives {spec.n_metrics} "
                 f"metric(s) but the search space has {len(metric_names)} objective(s)"
             )
 
     def __call__(
         self, params: dict[str, Any], report: Report, context: TrialContext
     ) -> dict[str, float]:
+        spec = FUNCTIONS[self.resolve(context.metadata)]
         point = [float(params[f"x{i}"]) for i in range(1, len(params) + 1)]
-        values = self.spec.fn(point)
+        values = spec.fn(point)
         rng = random.Random(f"{context.seed}:{context.number}")
         fail_at = rng.randint(1, context.max_steps) if rng.random() < self.fail_prob else None
         nan_at = rng.randint(1, context.max_steps) if rng.random() < self.nan_prob else None

@@ -1,0 +1,1 @@
+"""Experiment tracking: trackers (MLflow, W&B) fed from one place, failures contained."""

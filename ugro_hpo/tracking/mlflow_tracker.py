@@ -1,0 +1,253 @@
+"""MLflow: one parent run per study, one nested child run per trial.
+
+The parent carries the study (tags: study name, sampler, scheduler, search space; params: the
+model, dataset, budget and fixed settings) and, at the end, the best value and the study's
+files as artifacts. Each trial's child run carries its sampled parameters, its metrics at every
+reported step, and tags for its trial id, number and final state (plus the violated constraint
+for an infeasible trial). The parent's id is stored with the Optuna study, so a continued study
+logs into the same parent and no trial is ever logged twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ugro_hpo.naming import check_mlflow_experiment
+from ugro_hpo.redact import redact_url
+from ugro_hpo.tracking.base import StudyInfo, Tracker, TrialEnd, TrialStart
+
+# A tracking server that stops answering must not stall a study for minutes of retries, and
+# our summary says where the runs are (MLflow would print two links per finished run).
+_ENV_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
+_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "infeasible": "FINISHED", "failed": "FAILED"}
+MAX_TAG = 5000
+MAX_PARAM = 6000
+
+
+def _metric(key: str, value: float, step: int) -> Any:
+    from mlflow.entities import Metric
+
+    return Metric(key=key, value=float(value), timestamp=int(time.time() * 1000), step=int(step))
+
+
+def _param_value(value: Any) -> str:
+    """MLflow params are strings; lists and dicts are written out explicitly."""
+    text = (
+        value
+        if isinstance(value, str)
+        else repr(value)
+        if not isinstance(value, (int, float, bool))
+        else str(value)
+    )
+    return text[:MAX_PARAM]
+
+
+class MlflowTracker(Tracker):
+    """Logs a study to MLflow from the driver (workers need no tracking URI)."""
+
+    name = "mlflow"
+
+    def __init__(
+        self, tracking_uri: str, experiment_name: str, artifact_location: str | None = None
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment_name = check_mlflow_experiment(experiment_name)
+        self.artifact_location = artifact_location
+        self.client: Any = None
+        self.experiment_id: str | None = None
+        self.parent_id: str | None = None
+        self.runs: dict[str, str] = {}  # Ray trial id -> child run id
+        self.study_name = ""
+        self._parent_open = False
+
+    def location(self) -> str:
+        return redact_url(self.tracking_uri)
+
+    def connect(self) -> None:
+        for key, value in _ENV_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+        import logging
+
+        from mlflow.tracking import MlflowClient
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its schema-migration chatter
+
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        experiment = self.client.get_experiment_by_name(self.experiment_name)
+        if experiment is None:
+            self.experiment_id = self.client.create_experiment(
+                self.experiment_name, artifact_location=self._artifact_uri()
+            )
+        else:
+            if experiment.lifecycle_stage == "deleted":
+                self.client.restore_experiment(experiment.experiment_id)
+            self.experiment_id = experiment.experiment_id
+
+    def _artifact_uri(self) -> str | None:
+        """Artifacts beside a local store; a tracking server decides for itself."""
+        if self.artifact_location and not self.tracking_uri.startswith(
+            ("http://", "https://", "databricks")
+        ):
+            path = Path(self.artifact_location).expanduser().resolve() / self.experiment_name
+            return path.as_uri()
+        return None
+
+    def _parent_key(self) -> str:
+        digest = hashlib.sha256(self.tracking_uri.encode()).hexdigest()[:10]
+        return f"mlflow_parent_run:{digest}"
+
+    def study_started(self, info: StudyInfo) -> None:
+        from mlflow.entities import Param, RunTag
+
+        self.study_name = info.study_name
+        stored = info.study.user_attrs.get(self._parent_key())
+        if stored and self._usable(stored):
+            self.parent_id = stored
+            self.client.update_run(stored, status="RUNNING")
+            self._close_stale_children()
+        else:
+            tags = {
+                "ugro.study_name": info.study_name,
+                "ugro.sampler": info.sampler,
+                "ugro.scheduler": info.scheduler,
+                "ugro.search_space": info.search_space,
+                "ugro.role": "study",
+            }
+            run = self.client.create_run(self.experiment_id, run_name=info.study_name, tags=tags)
+            self.parent_id = run.info.run_id
+            info.study.set_user_attr(self._parent_key(), self.parent_id)
+        self._parent_open = True
+        params = {
+            **info.describe,
+            "max_steps": info.max_steps,
+            "n_trials": info.n_trials,
+            **info.settings,
+        }
+        logged = self.client.get_run(self.parent_id).data.params
+        new = [Param(k, _param_value(v)) for k, v in params.items() if k not in logged]
+        changed = [RunTag(f"ugro.changed.{k}", _param_value(v)[:MAX_TAG]) for k, v in params.items()
+                   if k in logged and logged[k] != _param_value(v)]  # fmt: skip
+        for start in range(0, len(new), 90):
+            self.client.log_batch(self.parent_id, params=new[start : start + 90])
+        if changed:
+            self.client.log_batch(self.parent_id, tags=changed)
+
+    def _usable(self, run_id: str) -> bool:
+        try:
+            run = self.client.get_run(run_id)
+        except Exception:
+            return False
+        return (
+            run.info.lifecycle_stage != "deleted" and run.info.experiment_id == self.experiment_id
+        )
+
+    def _close_stale_children(self) -> None:
+        """Child runs left RUNNING by a study that died are closed as failed (their trials were too)."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.parent_id}' and attributes.status = 'RUNNING'",
+        )
+        for run in runs:
+            self.client.set_tag(run.info.run_id, "ugro.state", "failed")
+            self.client.set_tag(
+                run.info.run_id, "ugro.error", "interrupted: the study stopped while it ran"
+            )
+            self.client.set_terminated(run.info.run_id, status="KILLED")
+
+    def trial_started(self, start: TrialStart) -> str:
+        from mlflow.entities import Param
+
+        tags = {
+            "mlflow.parentRunId": self.parent_id,
+            "ugro.study_name": self.study_name,
+            "ugro.trial_id": start.trial_id,
+            "ugro.trial_number": str(start.number),
+            "ugro.role": "trial",
+        }
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"trial-{start.number}", tags=tags
+        )
+        run_id = run.info.run_id
+        self.runs[start.trial_id] = run_id
+        if start.params:
+            self.client.log_batch(
+                run_id, params=[Param(k, _param_value(v)) for k, v in start.params.items()]
+            )
+        return str(run_id)
+
+    def link(self, trial_id: str, run_ids: dict[str, str]) -> None:
+        for name, run_id in run_ids.items():
+            if name != self.name:
+                self.client.set_tag(self.runs[trial_id], f"ugro.{name}_run_id", run_id)
+
+    def trial_result(self, trial_id: str, step: int, metrics: dict[str, float]) -> None:
+        self.client.log_batch(
+            self.runs[trial_id], metrics=[_metric(k, v, step) for k, v in metrics.items()]
+        )
+
+    def trial_finished(self, end: TrialEnd) -> None:
+        from mlflow.entities import RunTag
+
+        run_id = self.runs.pop(end.trial_id)
+        tags = [RunTag("ugro.state", end.state)]
+        metrics = []
+        if end.violation:
+            tags.append(RunTag("ugro.violated_constraint", end.violation[:MAX_TAG]))
+            metrics.append(_metric("constraint_violation", 1.0, 0))
+        if end.error:
+            tags.append(RunTag("ugro.error", end.error[:MAX_TAG]))
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        self.client.set_terminated(run_id, status=_STATUS.get(end.state, "FINISHED"))
+
+    def study_finished(self, summary: dict[str, Any], files: list[Path]) -> list[str]:
+        from mlflow.entities import RunTag
+
+        best = summary.get("best")
+        if best:
+            metrics = [
+                _metric(f"best_{k}", v, 0)
+                for k, v in best["metrics"].items()
+                if isinstance(v, (int, float))
+            ]
+            self.client.log_batch(
+                self.parent_id,
+                metrics=metrics,
+                tags=[RunTag("ugro.best_trial", str(best["trial"]))],
+            )
+        counts = summary.get("counts", {})
+        self.client.log_batch(
+            self.parent_id, metrics=[_metric(f"trials_{k}", v, 0) for k, v in counts.items()]
+        )
+        for path in files:
+            if path.is_dir():
+                self.client.log_artifacts(self.parent_id, str(path), artifact_path=path.name)
+            elif path.is_file():
+                self.client.log_artifact(self.parent_id, str(path))
+        self.client.set_terminated(self.parent_id, status="FINISHED")
+        self._parent_open = False
+        return [
+            f"MLflow: run {self.parent_id} (experiment {self.experiment_name!r}) at {self.location()}"
+        ]
+
+    def close(self) -> None:
+        """Runs still open when the study ends (an interrupt) are closed as killed."""
+        if self.client is None:
+            return
+        for trial_id in list(self.runs):
+            run_id = self.runs.pop(trial_id)
+            self.client.set_tag(run_id, "ugro.state", "failed")
+            self.client.set_terminated(run_id, status="KILLED")
+        if self._parent_open and self.parent_id:
+            self._parent_open = False
+            self.client.set_terminated(self.parent_id, status="KILLED")

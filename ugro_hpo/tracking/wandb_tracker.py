@@ -1,0 +1,184 @@
+"""Weights & Biases: one run per trial, grouped by study, offline-first.
+
+Each trial's run is named ``trial-<n>``, grouped under the study name, tagged with the trial's
+number and Ray trial id, and configured with the trial's hyperparameters plus the model,
+dataset and budget (so W&B's parallel-coordinates and importance panels work). Metrics stream
+as the trial reports them; a violated constraint becomes a tag, a metric and a summary field.
+
+Without an API key, or when the server cannot be reached, runs are written offline under
+``<outputs>/wandb/`` and the end of the study says how to upload them with ``wandb sync``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import netrc
+import os
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from ugro_hpo.errors import ConfigError
+from ugro_hpo.naming import check_wandb_entity, check_wandb_project
+from ugro_hpo.tracking.base import StudyInfo, Tracker, TrialEnd, TrialStart
+
+log = logging.getLogger(__name__)
+MODES = {
+    "online": "online",
+    "run": "online",
+    "offline": "offline",
+    "dryrun": "offline",
+    "disabled": "disabled",
+}
+DEFAULT_BASE_URL = "https://api.wandb.ai"
+MAX_TAG = 64
+
+
+def api_key_available() -> bool:
+    """An API key in the environment, or one saved by ``wandb login`` (netrc)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", DEFAULT_BASE_URL)).hostname or ""
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def server_reachable(timeout: float = 3.0) -> bool:
+    """Can we open a connection to the W&B server at all (no credentials sent)?"""
+    url = urlparse(os.environ.get("WANDB_BASE_URL", DEFAULT_BASE_URL))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class WandbTracker(Tracker):
+    """Logs each trial as a W&B run, from the driver."""
+
+    name = "wandb"
+
+    def __init__(
+        self,
+        project: str | None = None,
+        entity: str | None = None,
+        mode: str | None = None,
+        dir: str = "outputs",
+    ) -> None:
+        project = project or os.environ.get("WANDB_PROJECT")
+        if not project:
+            raise ConfigError(
+                "wandb.project: set wandb.project=<name> (or WANDB_PROJECT) for W&B tracking"
+            )
+        self.project = check_wandb_project(project)
+        entity = entity or os.environ.get("WANDB_ENTITY")
+        self.entity = check_wandb_entity(entity) if entity else None
+        requested = mode or os.environ.get("WANDB_MODE")
+        if requested is not None and requested not in MODES:
+            raise ConfigError(f"wandb.mode: {requested!r} is not one of online, offline, disabled")
+        self.requested_mode = MODES[requested] if requested else None
+        if importlib.util.find_spec("wandb") is None:
+            raise ConfigError(
+                "tracking with W&B needs the wandb package: pip install 'ugro-hpo[wandb]'"
+            )
+        self.dir = Path(dir).expanduser().resolve()
+        self.mode = self.requested_mode or "offline"
+        self.info: StudyInfo | None = None
+        self.runs: dict[str, Any] = {}
+        self.offline_dirs: list[str] = []
+        self.count = 0
+
+    def location(self) -> str:
+        where = f"{self.entity}/{self.project}" if self.entity else self.project
+        return f"{where} ({self.mode}, {self.dir / 'wandb'})"
+
+    def connect(self) -> None:
+        """Choose the mode: as asked, else online only with a key and a reachable server."""
+        if self.requested_mode == "online" and not server_reachable():
+            raise ConnectionError(
+                f"W&B server {os.environ.get('WANDB_BASE_URL', DEFAULT_BASE_URL)} is unreachable"
+            )
+        if self.requested_mode is None:
+            if not api_key_available():
+                self.mode, reason = "offline", "no API key"
+            elif not server_reachable():
+                self.mode, reason = "offline", "server unreachable"
+            else:
+                self.mode, reason = "online", ""
+            if reason:
+                log.info(
+                    "W&B runs are written offline (%s); upload them later with `wandb sync`", reason
+                )
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def study_started(self, info: StudyInfo) -> None:
+        self.info = info
+
+    def trial_started(self, start: TrialStart) -> str:
+        import wandb
+
+        info = self.info
+        assert info is not None
+        config = {**start.params, **info.describe, "max_steps": info.max_steps, "study_name": info.study_name,
+                  "trial_number": start.number}  # fmt: skip
+        run = wandb.init(
+            project=self.project,
+            entity=self.entity,
+            group=info.study_name[:128],
+            job_type="trial",
+            name=f"trial-{start.number}",
+            tags=[f"trial-{start.number}", f"trial_id-{start.trial_id}"[:MAX_TAG]],
+            config=config,
+            dir=str(self.dir),
+            mode=self.mode,
+            reinit="create_new",
+            settings=wandb.Settings(silent=True, console="off", init_timeout=60),
+        )
+        self.runs[start.trial_id] = run
+        self.count += 1
+        if self.mode == "offline":
+            self.offline_dirs.append(str(Path(run.dir).parent))
+        return str(run.id)
+
+    def link(self, trial_id: str, run_ids: dict[str, str]) -> None:
+        others = {f"{name}_run_id": run_id for name, run_id in run_ids.items() if name != self.name}
+        self.runs[trial_id].config.update(others, allow_val_change=True)
+
+    def trial_result(self, trial_id: str, step: int, metrics: dict[str, float]) -> None:
+        self.runs[trial_id].log(metrics, step=step)
+
+    def trial_finished(self, end: TrialEnd) -> None:
+        run = self.runs.pop(end.trial_id)
+        try:
+            summary: dict[str, Any] = {
+                "state": end.state,
+                **{f"final_{k}": v for k, v in end.metrics.items()},
+            }
+            if end.violation:
+                run.tags = (*run.tags, "constraint_violation")
+                run.log({"constraint_violation": 1.0}, step=max(end.last_step or 0, 0))
+                summary["violated_constraint"] = end.violation
+            if end.error:
+                summary["error"] = end.error
+            run.summary.update(summary)
+        finally:
+            run.finish(exit_code=1 if end.state == "failed" else 0)
+
+    def study_finished(self, summary: dict[str, Any], files: list[Path]) -> list[str]:
+        self.close()
+        if self.mode == "offline" and self.count:
+            return [f"W&B: {self.count} run(s) written offline under {self.dir / 'wandb'}; upload them with: "
+                    f"wandb sync {self.dir / 'wandb'}/offline-run-*"]  # fmt: skip
+        return [
+            f"W&B: {self.count} run(s) in project {self.location()}, group {summary.get('study_name')}"
+        ]
+
+    def close(self) -> None:
+        """Finish every run still open (an interrupted or failed study)."""
+        for trial_id in list(self.runs):
+            self.runs.pop(trial_id).finish(exit_code=1)
