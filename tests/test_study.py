@@ -213,3 +213,43 @@ def test_export_best_writes_the_parameters_elsewhere(study, tmp_path: Path) -> N
     target = tmp_path / "exported" / "best.yaml"
     result = study(*QUICK, f"export_best={target}")
     assert yaml.safe_load(target.read_text()) == result.summary["best"]["params"]
+
+
+def test_injected_failures_fail_their_trials_and_the_study_goes_on(study) -> None:
+    result = study(*QUICK, "objective.fail_prob=0.5", "n_trials=8", "scheduler=fifo")
+    failed = [r for r in result.records if r.state == "failed"]
+    assert failed and len(failed) < len(result.records)
+    assert all(
+        (r.error or "").startswith("InjectedFault: injected failure at step") for r in failed
+    )
+    assert result.summary["counts"]["failed"] == len(failed)
+
+
+def _min_distance_of_concurrent_asks(sampler, seed: int) -> float:
+    import itertools
+    import math
+
+    from ugro_hpo.objectives.synthetic import branin
+
+    study = optuna.create_study(sampler=sampler)
+    for _ in range(20):
+        trial = study.ask()
+        x1, x2 = trial.suggest_float("x1", -5, 10), trial.suggest_float("x2", 0, 15)
+        study.tell(trial, branin([x1, x2])[0])
+    batch = []
+    for _ in range(4):  # four trials running at once, none told yet
+        trial = study.ask()
+        batch.append(
+            (trial.suggest_float("x1", -5, 10) / 15, trial.suggest_float("x2", 0, 15) / 15)
+        )
+    return min(math.dist(a, b) for a, b in itertools.combinations(batch, 2))
+
+
+def test_parallel_tpe_does_not_propose_near_duplicates(compose) -> None:
+    from ugro_hpo.plan import build_plan, build_sampler
+
+    distances = []
+    for seed in range(8):
+        plan = build_plan(compose(*QUICK, "search=tpe", f"seed={seed}"), "unused")
+        distances.append(_min_distance_of_concurrent_asks(build_sampler(plan), seed))
+    assert min(distances) > 0.05  # in units of the search range; without constant liar they crowd

@@ -301,3 +301,24 @@ def test_mlflow_default_store_is_sqlite_beside_the_study(study, space_file, tmp_
         == f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}"
     )
     assert list((tmp_path / "outputs" / "mlartifacts").rglob("summary.json"))
+
+
+def test_wandb_runs_of_failed_trials_are_finished_as_failed(study, tmp_path: Path) -> None:
+    result = study("search_space=quadratic", "objective=custom", "objective.fn=fixture_objectives:always_fails",
+                   "tracking=wandb", "wandb.project=ugro-tests", "wandb.mode=offline", "n_trials=2")  # fmt: skip
+    runs = read_runs(tmp_path / "outputs" / "wandb")
+    assert len(runs) == 2 and result.summary["counts"]["failed"] == 2
+    assert all(r.exit_code == 1 and r.summary["state"] == "failed" for r in runs)
+    assert all("boom" in r.summary["error"] for r in runs)
+
+
+def test_every_wandb_run_is_finished_under_multirun(tmp_path: Path, ray_address: str) -> None:
+    result = run_cli("-m", "objective=synthetic", "search_space=quadratic", "search=tpe,random", "n_trials=3",
+                     "max_steps=3", "eval_every=1", "tracking=wandb", "wandb.project=ugro-tests",
+                     "wandb.mode=offline", f"ray.address={ray_address}", "study_name=wbmulti", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = read_runs(tmp_path / "outputs" / "wandb")
+    assert len(runs) == 6
+    assert {r.group for r in runs} == {"wbmulti-0", "wbmulti-1"}
+    assert all(r.exit_code is not None for r in runs)
+    assert "wandb sync" in result.stdout

@@ -78,7 +78,7 @@ def resolve(cfg: Any) -> dict[str, Any]:
     except InterpolationResolutionError as exc:
         raise ConfigError(f"{exc.full_key}: {str(exc).splitlines()[0]}") from None
     assert isinstance(data, dict)
-    return data
+    return {str(k): v for k, v in data.items()}
 
 
 def build_plan(cfg: Any, run_dir: str | Path) -> Plan:

@@ -54,11 +54,13 @@ class StudySearcher(OptunaSearch):
 
     # -- suggestions -------------------------------------------------------------------------
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # Searcher.FINISHED is a str
         exhausted = getattr(self._sampler, "is_exhausted", None)
         if exhausted is not None and trial_id not in self._ot_trials and exhausted(self._ot_study):
-            return Searcher.FINISHED
+            return str(Searcher.FINISHED)
         config = super().suggest(trial_id)
+        if config is None:
+            return None
         ot_trial = self._ot_trials[trial_id]
         ot_trial.set_user_attr("ray_trial_id", trial_id)
         config.setdefault(INTERNAL_KEY, {})["number"] = ot_trial.number
@@ -110,6 +112,7 @@ class StudySearcher(OptunaSearch):
         state = {"complete": TrialState.COMPLETE, "failed": TrialState.FAIL}.get(
             outcome, TrialState.PRUNED
         )
+        assert self._ot_study is not None
         frozen = self._ot_study.tell(
             ot_trial, values if state == TrialState.COMPLETE else None, state=state
         )

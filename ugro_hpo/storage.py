@@ -11,6 +11,7 @@ import datetime as _dt
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -77,7 +78,7 @@ def open_study(plan: Plan) -> OpenedStudy:
         _check_same_space(study, plan)
         _requeue_interrupted(study)
     else:
-        directions = [o.direction for o in space.objectives]
+        directions: list[Any] = [o.direction for o in space.objectives]
         study = optuna.create_study(
             study_name=plan.study_name, storage=storage, directions=directions
         )

@@ -126,7 +126,7 @@ class PretrainedModel:
             kwargs["device_map"] = {"": torch.device(device).index or 0}
         model = AutoModelForCausalLM.from_pretrained(self.name_or_path, **kwargs)
         if not device.startswith("cuda"):
-            model.to(device)
+            model.to(device)  # type: ignore[arg-type]  # transformers' stub types the wrong argument
         tokenizer = AutoTokenizer.from_pretrained(
             self.name_or_path, revision=self.revision, trust_remote_code=self.trust_remote_code
         )

@@ -117,7 +117,7 @@ def lora_config(hp: Hyperparameters, target_modules: Any) -> Any:
     return LoraConfig(
         task_type=TaskType.CAUSAL_LM,
         r=hp.lora_r,
-        lora_alpha=hp.lora_alpha,
+        lora_alpha=hp.lora_alpha,  # type: ignore[arg-type]  # peft scales by alpha / r; floats work
         lora_dropout=hp.lora_dropout,
         target_modules=list(modules) if isinstance(modules, tuple) else modules,
         use_rslora=hp.use_rslora,
@@ -130,7 +130,8 @@ def build_optimizer(model: torch.nn.Module, hp: Hyperparameters) -> torch.optim.
     """Weight decay on matrices only (not on biases, norms or DoRA magnitudes)."""
     import torch
 
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for parameter in model.parameters():
         if parameter.requires_grad:
             (decay if parameter.ndim >= 2 else no_decay).append(parameter)

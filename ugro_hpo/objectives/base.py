@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ugro_hpo.errors import ConfigError
 
@@ -51,7 +51,7 @@ class Objective(ABC):
     ``None`` means "anything" (a user's own function cannot be inspected).
     """
 
-    name: ClassVar[str] = "objective"
+    name: str = "objective"
     parameters: frozenset[str] | None = None
     metrics: frozenset[str] | None = None
 

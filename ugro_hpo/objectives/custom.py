@@ -35,7 +35,7 @@ def import_callable(reference: str, key: str = "objective.fn") -> Callable[..., 
             raise ConfigError(f"{key}: {module_name!r} has no attribute {attribute!r}")
     if not callable(target):
         raise ConfigError(f"{key}: {reference!r} is not callable")
-    return target  # type: ignore[no-any-return]
+    return target
 
 
 class CustomObjective(Objective):

@@ -135,7 +135,7 @@ class WandbTracker(Tracker):
             tags=[f"trial-{start.number}", f"trial_id-{start.trial_id}"[:MAX_TAG]],
             config=config,
             dir=str(self.dir),
-            mode=self.mode,
+            mode=self.mode,  # type: ignore[arg-type]  # one of MODES' values
             reinit="create_new",
             settings=wandb.Settings(silent=True, console="off", init_timeout=60),
         )
