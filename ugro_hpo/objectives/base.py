@@ -57,21 +57,14 @@ class Objective(ABC):
 
     def check(self, space: SearchSpace) -> None:
         """Refuse a search space that names a knob or metric this objective does not have."""
-        parameter_names, metric_names, source = space.names, space.metric_names, space.source
-        if self.parameters is not None:
-            unknown = [n for n in parameter_names if n not in self.parameters]
+        for names, known, what in (
+            (space.names, self.parameters, "does not understand parameter(s) {}; it accepts {}"),
+            (space.metric_names, self.metrics, "does not report metric(s) {}; it reports {}"),
+        ):
+            unknown = [n for n in names if known is not None and n not in known]
             if unknown:
-                raise ConfigError(
-                    f"search space {source}: objective {self.name!r} does not understand "
-                    f"parameter(s) {unknown}; it accepts {sorted(self.parameters)}"
-                )
-        if self.metrics is not None:
-            unknown = [m for m in metric_names if m not in self.metrics]
-            if unknown:
-                raise ConfigError(
-                    f"search space {source}: objective {self.name!r} does not report "
-                    f"metric(s) {unknown}; it reports {sorted(self.metrics)}"
-                )
+                detail = what.format(unknown, sorted(known or ()))
+                raise ConfigError(f"search space {space.source}: objective {self.name!r} {detail}")
 
     def describe(self) -> dict[str, str]:
         """What trackers record about this objective (model and dataset, function, ...)."""
