@@ -50,6 +50,8 @@ class Plan:
     ray_num_cpus: int | None
     export_best: Path | None
     config: dict[str, Any] = field(repr=False)
+    checked_objective: Any = field(default=None, repr=False, compare=False)
+    """The objective built and checked on the driver (trials build their own from the spec)."""
 
     @property
     def ray_dir(self) -> Path:
@@ -95,7 +97,8 @@ def build_plan(cfg: Any, run_dir: str | Path) -> Plan:
 
     space = _search_space(data)
     objective = _component(data, "objective")
-    instantiate(objective, "objective").check(space)
+    checked_objective = instantiate(objective, "objective")
+    checked_objective.check(space)
 
     sampler = _component(data, "search")
     _build_sampler(sampler, space, seed=int(data["seed"]))
@@ -128,6 +131,7 @@ def build_plan(cfg: Any, run_dir: str | Path) -> Plan:
         ray_num_cpus=(data.get("ray") or {}).get("num_cpus"),
         export_best=Path(export_best).resolve() if export_best else None,
         config=data,
+        checked_objective=checked_objective,
     )
 
 

@@ -48,14 +48,12 @@ def run(cfg: Any, run_dir: str | None = None, echo: bool = True) -> StudyResult:
         print("Plan (dry run, nothing was run or written):\n" + describe(plan), flush=True)
         return StudyResult(plan=plan, status="dry_run")
 
-    from ugro_hpo.components import instantiate
     from ugro_hpo.launcher import build_components, run_trials
     from ugro_hpo.snapshot import log_file, write_config_snapshot
     from ugro_hpo.storage import open_study
 
     components = build_components(plan)
-    objective = instantiate(plan.objective, "objective")
-    objective.check(plan.search_space)
+    objective = plan.checked_objective
     objective.prepare(plan.resources)
     trackers = components.trackers
     trackers.connect()
