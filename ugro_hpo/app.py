@@ -29,7 +29,9 @@ def conf_dir() -> Path:
 
 def fail(message: str, code: int = 2) -> None:
     """Print one line naming the problem and exit."""
-    text = " ".join(str(message).split())
+    from ugro_hpo.redact import redact_text
+
+    text = redact_text(" ".join(str(message).split()))
     sys.stderr.write(f"{PROGRAM}: error: {text}\n")
     sys.stderr.flush()
     raise SystemExit(code)
@@ -60,17 +62,32 @@ def compose(*overrides: str) -> Any:
         return hydra_compose("config", overrides=list(overrides))
 
 
+def load_secrets() -> None:
+    """Read a git-ignored `.env` in the working directory (the environment wins), and note every
+    secret-looking variable so its value is scrubbed from all output."""
+    from dotenv import load_dotenv
+
+    from ugro_hpo.redact import register_environment
+
+    load_dotenv(Path.cwd() / ".env", override=False)
+    register_environment()
+
+
 def main() -> None:
     """Console entry point (`python -m ugro_hpo`, `ugro-hpo`); reads sys.argv like any Hydra app."""
     import hydra
 
     from ugro_hpo import schema
+    from ugro_hpo.redact import RedactingStream
 
+    load_secrets()
     schema.register()
     register_resolvers()
     entry = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_task)
     global _gate
-    gate = _gate = _StderrGate(sys.stderr)
+    real_stdout = sys.stdout
+    sys.stdout = RedactingStream(real_stdout)
+    gate = _gate = _StderrGate(RedactingStream(sys.stderr))
     sys.stderr = gate
     try:
         entry()
@@ -87,7 +104,8 @@ def main() -> None:
         fail(_one_line(str(exc)))
     finally:
         gate.release()
-        sys.stderr = gate.real
+        sys.stderr = gate.real.target
+        sys.stdout = real_stdout
 
 
 def _task(cfg: Any) -> Any:
@@ -104,6 +122,7 @@ def _task(cfg: Any) -> Any:
     if hydra_cfg.mode == RunMode.MULTIRUN:
         # One study per job: jobs of one sweep must not share (and mix) a study.
         cfg.study_name = f"{cfg.study_name}-{hydra_cfg.job.num}"
+        _redact_file(Path(hydra_cfg.sweep.dir) / "multirun.yaml")
     try:
         result = run(cfg, run_dir=str(run_dir))
         if result.status == "dry_run":
@@ -112,6 +131,17 @@ def _task(cfg: Any) -> Any:
     except UserError as exc:
         _remove_empty_dirs(run_dir, stop_at=Path(str(cfg.outputs_dir)))
         fail(str(exc), exc.exit_code)
+
+
+def _redact_file(path: Path) -> None:
+    """Hydra records a sweep's overrides in multirun.yaml; keep secrets out of it."""
+    from ugro_hpo.redact import redact_text
+
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+        cleaned = redact_text(text)
+        if cleaned != text:
+            path.write_text(cleaned, encoding="utf-8")
 
 
 def _remove_empty_dirs(path: Path, stop_at: Path) -> None:

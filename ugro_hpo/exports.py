@@ -15,15 +15,16 @@ from typing import Any
 
 import yaml
 
+from ugro_hpo.redact import REDACTED, is_secret_name, redact_text
 from ugro_hpo.results import TrialRecord
 from ugro_hpo.search_space import SearchSpace
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory."""
+    """Write ``text`` to ``path`` via a temporary file in the same directory, secrets scrubbed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_text(redact_text(text), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -56,6 +57,10 @@ def write_trials_csv(run_dir: Path, records: list[TrialRecord], space: SearchSpa
     for record in records:
         metric_names += [m for m in record.metrics if m not in metric_names]
     rows = [r.row(space.names, metric_names) for r in records]
+    for row in rows:
+        for column in row:
+            if is_secret_name(column) and row[column] != "":
+                row[column] = REDACTED
     fields = [
         "number",
         "state",

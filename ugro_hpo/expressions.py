@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import warnings
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,7 +94,9 @@ def compile_expression(source: object, allowed_names: Collection[str]) -> Expres
     if any(ord(c) < 32 for c in text):
         raise ExpressionError("contains control characters")
     try:
-        tree = ast.parse(text, mode="eval")
+        with warnings.catch_warnings():  # Python's own parser warnings are not the user's business
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"is not a valid expression ({exc.msg})") from None
     except (RecursionError, MemoryError, ValueError):

@@ -1,8 +1,9 @@
-"""Rules for names that become paths, run names, groups or study names.
+"""Rules for names that become paths, run names, groups, tags or study names.
 
-A study name ends up in a directory path, an Optuna study, a Ray experiment and tracking runs,
-so it is held to the strictest of their rules: ASCII letters, digits, '-', '_' and '.', not
-starting with '.', at most 128 characters. No path traversal, no shell or control characters.
+Every rule is an ASCII whitelist (so Unicode look-alikes, control and shell characters are out)
+with the length the backends accept. A study name ends up in a directory path, an Optuna study,
+a Ray experiment and tracking runs, so it follows the strictest: letters, digits, '-', '_' and
+'.', not starting with '.', no '..', at most 128 characters.
 """
 
 from __future__ import annotations
@@ -54,3 +55,28 @@ def check_mlflow_experiment(value: object) -> str:
             "spaces, '-', '_', '.', '/'"
         )
     return value
+
+
+_TAG_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}")
+_TAG_VALUE = re.compile(r"[A-Za-z0-9_.:/@+=\- ]{0,200}")
+
+
+def check_tags(tags: object) -> dict[str, str]:
+    """User tags (``tags.team=nlp``): safe keys, plain values, within W&B's and MLflow's limits."""
+    if tags is None:
+        return {}
+    if not isinstance(tags, dict):
+        raise ConfigError("tags: must map names to values, e.g. +tags.team=nlp")
+    checked = {}
+    for key, value in tags.items():
+        if not isinstance(key, str) or not _TAG_KEY.fullmatch(key) or ".." in key:
+            raise ConfigError(
+                f"tags: invalid tag name {key!r}; use 1-64 letters, digits, '-', '_' or '.'"
+            )
+        text = "" if value is None else str(value)
+        if not _TAG_VALUE.fullmatch(text):
+            raise ConfigError(
+                f"tags.{key}: invalid value; use up to 200 letters, digits, spaces and - _ . : / @ + ="
+            )
+        checked[key] = text
+    return checked

@@ -16,7 +16,8 @@ from typing import Any
 
 from ugro_hpo.components import check_importable, instantiate
 from ugro_hpo.errors import ConfigError
-from ugro_hpo.naming import check_path_name
+from ugro_hpo.naming import check_path_name, check_tags
+from ugro_hpo.redact import is_secret_name, redact_data
 from ugro_hpo.search_space import SearchSpace, load_search_space, parse_search_space
 
 _STORAGE_URL = re.compile(r"(sqlite|postgresql|mysql)(\+[a-z0-9_]+)?://.*")
@@ -49,6 +50,7 @@ class Plan:
     ray_address: str | None
     ray_num_cpus: int | None
     export_best: Path | None
+    tags: dict[str, str]
     config: dict[str, Any] = field(repr=False)
     checked_objective: Any = field(default=None, repr=False, compare=False)
     """The objective built and checked on the driver (trials build their own from the spec)."""
@@ -86,6 +88,8 @@ def resolve(cfg: Any) -> dict[str, Any]:
 def build_plan(cfg: Any, run_dir: str | Path) -> Plan:
     """Validate ``cfg`` and return the plan; raise ConfigError/SearchSpaceError otherwise."""
     data = resolve(cfg)
+    redact_data(data)  # notes secret-named values so they are scrubbed from everything we write
+    _refuse_credentials(data)
     study_name = check_path_name(data.get("study_name"), "study_name")
     n_trials = _integer(data, "n_trials", minimum=1)
     parallel_jobs = _integer(data, "parallel_jobs", minimum=1)
@@ -130,9 +134,27 @@ def build_plan(cfg: Any, run_dir: str | Path) -> Plan:
         ray_address=_ray_address((data.get("ray") or {}).get("address")),
         ray_num_cpus=(data.get("ray") or {}).get("num_cpus"),
         export_best=Path(export_best).resolve() if export_best else None,
+        tags=check_tags(data.get("tags")),
         config=data,
         checked_objective=checked_objective,
     )
+
+
+_KEY_SOURCES = {
+    "wandb": "WANDB_API_KEY (environment or .env) or wandb.api_key_file",
+    "mlflow": "MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (environment or .env)",
+    "ray": "RAY_AUTH_TOKEN (environment or .env)",
+}
+
+
+def _refuse_credentials(data: Mapping[str, Any]) -> None:
+    """Our trackers' and Ray's credentials never come from the config or an override."""
+    for section, source in _KEY_SOURCES.items():
+        for key in data.get(section) or {}:
+            if is_secret_name(key) and not key.endswith("_file"):
+                raise ConfigError(
+                    f"{section}.{key}: credentials are never read from the config; use {source}"
+                )
 
 
 def _build_sampler(spec: Mapping[str, Any], space: SearchSpace, seed: int) -> Any:

@@ -37,6 +37,7 @@ class WandbSchema:
     project: str | None = MISSING
     entity: str | None = MISSING
     mode: str | None = MISSING
+    api_key_file: str | None = MISSING
 
 
 @dataclass
@@ -58,6 +59,7 @@ class AppSchema:
     resources: ResourcesSchema = field(default_factory=ResourcesSchema)
     mlflow: MlflowSchema = field(default_factory=MlflowSchema)
     wandb: WandbSchema = field(default_factory=WandbSchema)
+    tags: dict[str, str] = field(default_factory=dict)
     model: Any = None
     dataset: Any = None
     search_space: Any = None

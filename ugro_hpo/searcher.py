@@ -122,6 +122,11 @@ class StudySearcher(OptunaSearch):
     def save_to_dir(self, *args: Any, **kwargs: Any) -> None:
         """The Optuna storage is the study's checkpoint; Ray's pickled copy is not needed."""
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray pickles the searcher into its experiment directory (tuner.pkl); the storage URL
+        may carry a password, and the Optuna storage is the study's record anyway."""
+        return {}
+
     # -- helpers -----------------------------------------------------------------------------
 
     def _is_multi(self) -> bool:

@@ -10,7 +10,14 @@ import yaml
 
 from ugro_hpo.exports import write_atomic
 from ugro_hpo.plan import Plan
-from ugro_hpo.redact import redact_url
+from ugro_hpo.redact import redact_data, redact_text
+
+
+class RedactingFormatter(logging.Formatter):
+    """Log lines with secrets scrubbed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
 
 
 def _overrides() -> list[str]:
@@ -24,17 +31,18 @@ def _overrides() -> list[str]:
 def write_config_snapshot(plan: Plan) -> None:
     """`.hydra/config.yaml` (resolved) and `.hydra/overrides.yaml`, as Hydra users expect."""
     hydra_dir = plan.run_dir / ".hydra"
+    config = yaml.safe_dump(redact_data(plan.config), sort_keys=False)
+    write_atomic(hydra_dir / "config.yaml", config)
     write_atomic(
-        hydra_dir / "config.yaml", redact_url(yaml.safe_dump(plan.config, sort_keys=False))
+        hydra_dir / "overrides.yaml", yaml.safe_dump([redact_text(o) for o in _overrides()])
     )
-    write_atomic(hydra_dir / "overrides.yaml", redact_url(yaml.safe_dump(_overrides())))
 
 
 @contextlib.contextmanager
 def log_file(plan: Plan) -> Iterator[None]:
     """Copy our log records into `<run_dir>/ugro_hpo.log` while the study runs."""
     handler = logging.FileHandler(plan.run_dir / "ugro_hpo.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s"))
+    handler.setFormatter(RedactingFormatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s"))
     logger = logging.getLogger("ugro_hpo")
     logger.addHandler(handler)
     try:

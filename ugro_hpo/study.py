@@ -82,6 +82,7 @@ def run(cfg: Any, run_dir: str | None = None, echo: bool = True) -> StudyResult:
 
 def study_info(plan: Plan, opened: Any, objective: Any) -> Any:
     """How trackers describe the study: names, budget, and the fixed settings worth logging."""
+    from ugro_hpo.redact import redact_data
     from ugro_hpo.tracking.base import StudyInfo
 
     objective_settings = {k: v for k, v in plan.objective.items() if not k.startswith("_")}
@@ -99,7 +100,8 @@ def study_info(plan: Plan, opened: Any, objective: Any) -> Any:
             {"name": o.name, "direction": o.direction} for o in plan.search_space.objectives
         ],
         describe=objective.describe(),
-        settings=settings,
+        settings=redact_data(settings),
+        tags=redact_data(plan.tags),
         run_dir=plan.run_dir,
         study=opened.study,
     )
@@ -126,7 +128,7 @@ def finish(
     them to the trackers."""
     from ugro_hpo import exports
     from ugro_hpo.console import summary_table
-    from ugro_hpo.redact import redact_url
+    from ugro_hpo.redact import redact_data, redact_url
     from ugro_hpo.results import best_entry, counts, pareto_front, ranked, trial_records
     from ugro_hpo.storage import finished_count
 
@@ -154,6 +156,7 @@ def finish(
     if space.is_multi_objective:
         complete = [r for r in records if r.state == "complete"]
         summary["pareto_front"] = [best_entry(r) for r in pareto_front(complete, space)]
+    summary = redact_data(summary)
     files = [
         exports.write_summary(plan.run_dir, summary),
         exports.write_best_params(plan.run_dir / "best_params.yaml", summary),
@@ -163,7 +166,7 @@ def finish(
         exports.write_best_params(plan.export_best, summary)
     if trackers:
         trackers.study_finished(summary, files)
-        summary["tracking"] = trackers.status()
+        summary["tracking"] = redact_data(trackers.status())
         exports.write_summary(plan.run_dir, summary)
     if echo:
         print(summary_table(summary, ordered[:5], space), flush=True)

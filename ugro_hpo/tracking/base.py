@@ -43,6 +43,7 @@ class StudyInfo:
     objectives: list[dict[str, str]]
     describe: dict[str, str]  # the objective's own description: model and dataset, function, ...
     settings: dict[str, Any]  # the fixed configuration worth logging once per study
+    tags: dict[str, str]  # the user's own labels (tags.*), secrets already redacted
     run_dir: Path
     study: Any  # the optuna.Study, for attributes that must survive a resume
 

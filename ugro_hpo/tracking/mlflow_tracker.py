@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ugro_hpo.naming import check_mlflow_experiment
-from ugro_hpo.redact import redact_url
+from ugro_hpo.redact import redact_data, redact_text, redact_url
 from ugro_hpo.tracking.base import StudyInfo, Tracker, TrialEnd, TrialStart
 
 # A tracking server that stops answering must not stall a study for minutes of retries, and
@@ -67,6 +67,7 @@ class MlflowTracker(Tracker):
         self.parent_id: str | None = None
         self.runs: dict[str, str] = {}  # Ray trial id -> child run id
         self.study_name = ""
+        self.user_tags: dict[str, str] = {}
         self._parent_open = False
 
     def location(self) -> str:
@@ -96,12 +97,11 @@ class MlflowTracker(Tracker):
 
     def _artifact_uri(self) -> str | None:
         """Artifacts beside a local store; a tracking server decides for itself."""
-        if self.artifact_location and not self.tracking_uri.startswith(
-            ("http://", "https://", "databricks")
-        ):
-            path = Path(self.artifact_location).expanduser().resolve() / self.experiment_name
-            return path.as_uri()
-        return None
+        remote = self.tracking_uri.startswith(("http://", "https://", "databricks"))
+        if not self.artifact_location or remote:
+            return None
+        folder = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.experiment_name)
+        return (Path(self.artifact_location).expanduser().resolve() / folder).as_uri()
 
     def _parent_key(self) -> str:
         digest = hashlib.sha256(self.tracking_uri.encode()).hexdigest()[:10]
@@ -111,6 +111,7 @@ class MlflowTracker(Tracker):
         from mlflow.entities import Param, RunTag
 
         self.study_name = info.study_name
+        self.user_tags = {f"ugro.tag.{k}": v for k, v in info.tags.items()}
         stored = info.study.user_attrs.get(self._parent_key())
         if stored and self._usable(stored):
             self.parent_id = stored
@@ -123,6 +124,7 @@ class MlflowTracker(Tracker):
                 "ugro.scheduler": info.scheduler,
                 "ugro.search_space": info.search_space,
                 "ugro.role": "study",
+                **self.user_tags,
             }
             run = self.client.create_run(self.experiment_id, run_name=info.study_name, tags=tags)
             self.parent_id = run.info.run_id
@@ -174,6 +176,7 @@ class MlflowTracker(Tracker):
             "ugro.trial_id": start.trial_id,
             "ugro.trial_number": str(start.number),
             "ugro.role": "trial",
+            **self.user_tags,
         }
         run = self.client.create_run(
             self.experiment_id, run_name=f"trial-{start.number}", tags=tags
@@ -181,8 +184,9 @@ class MlflowTracker(Tracker):
         run_id = run.info.run_id
         self.runs[start.trial_id] = run_id
         if start.params:
+            params = redact_data(start.params)
             self.client.log_batch(
-                run_id, params=[Param(k, _param_value(v)) for k, v in start.params.items()]
+                run_id, params=[Param(k, _param_value(v)) for k, v in params.items()]
             )
         return str(run_id)
 
@@ -203,10 +207,10 @@ class MlflowTracker(Tracker):
         tags = [RunTag("ugro.state", end.state)]
         metrics = []
         if end.violation:
-            tags.append(RunTag("ugro.violated_constraint", end.violation[:MAX_TAG]))
+            tags.append(RunTag("ugro.violated_constraint", redact_text(end.violation)[:MAX_TAG]))
             metrics.append(_metric("constraint_violation", 1.0, 0))
         if end.error:
-            tags.append(RunTag("ugro.error", end.error[:MAX_TAG]))
+            tags.append(RunTag("ugro.error", redact_text(end.error)[:MAX_TAG]))
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         self.client.set_terminated(run_id, status=_STATUS.get(end.state, "FINISHED"))
 

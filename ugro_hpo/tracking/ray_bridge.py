@@ -22,6 +22,11 @@ class TrackingCallback(Callback):
     def __init__(self, trackers: Trackers) -> None:
         self.trackers = trackers
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray pickles its callbacks into the experiment directory; live connections and
+        credentials (a tracking URI's password) must not go with them."""
+        return {}
+
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         internal = trial.config.get(INTERNAL_KEY) or {}
         params = {k: v for k, v in trial.config.items() if k != INTERNAL_KEY}

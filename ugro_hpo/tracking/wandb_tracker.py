@@ -21,7 +21,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ugro_hpo.errors import ConfigError
+from ugro_hpo.keys import wandb_api_key
 from ugro_hpo.naming import check_wandb_entity, check_wandb_project
+from ugro_hpo.redact import redact_data, redact_text
 from ugro_hpo.tracking.base import StudyInfo, Tracker, TrialEnd, TrialStart
 
 log = logging.getLogger(__name__)
@@ -36,10 +38,8 @@ DEFAULT_BASE_URL = "https://api.wandb.ai"
 MAX_TAG = 64
 
 
-def api_key_available() -> bool:
-    """An API key in the environment, or one saved by ``wandb login`` (netrc)."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
+def login_saved() -> bool:
+    """An API key saved by ``wandb login`` (in netrc)."""
     host = urlparse(os.environ.get("WANDB_BASE_URL", DEFAULT_BASE_URL)).hostname or ""
     try:
         return netrc.netrc().authenticators(host) is not None
@@ -69,6 +69,7 @@ class WandbTracker(Tracker):
         entity: str | None = None,
         mode: str | None = None,
         dir: str = "outputs",
+        api_key_file: str | None = None,
     ) -> None:
         project = project or os.environ.get("WANDB_PROJECT")
         if not project:
@@ -86,9 +87,11 @@ class WandbTracker(Tracker):
             raise ConfigError(
                 "tracking with W&B needs the wandb package: pip install 'ugro-hpo[wandb]'"
             )
+        self.has_key = wandb_api_key(api_key_file) is not None
         self.dir = Path(dir).expanduser().resolve()
         self.mode = self.requested_mode or "offline"
         self.info: StudyInfo | None = None
+        self.user_tags: list[str] = []
         self.runs: dict[str, Any] = {}
         self.offline_dirs: list[str] = []
         self.count = 0
@@ -104,7 +107,7 @@ class WandbTracker(Tracker):
                 f"W&B server {os.environ.get('WANDB_BASE_URL', DEFAULT_BASE_URL)} is unreachable"
             )
         if self.requested_mode is None:
-            if not api_key_available():
+            if not (self.has_key or login_saved()):
                 self.mode, reason = "offline", "no API key"
             elif not server_reachable():
                 self.mode, reason = "offline", "server unreachable"
@@ -118,6 +121,7 @@ class WandbTracker(Tracker):
 
     def study_started(self, info: StudyInfo) -> None:
         self.info = info
+        self.user_tags = [f"{k}:{v}"[:MAX_TAG] for k, v in info.tags.items()]
 
     def trial_started(self, start: TrialStart) -> str:
         import wandb
@@ -132,12 +136,20 @@ class WandbTracker(Tracker):
             group=info.study_name[:128],
             job_type="trial",
             name=f"trial-{start.number}",
-            tags=[f"trial-{start.number}", f"trial_id-{start.trial_id}"[:MAX_TAG]],
-            config=config,
+            tags=[f"trial-{start.number}", f"trial_id-{start.trial_id}"[:MAX_TAG], *self.user_tags],
+            config=redact_data(config),
             dir=str(self.dir),
             mode=self.mode,  # type: ignore[arg-type]  # one of MODES' values
             reinit="create_new",
-            settings=wandb.Settings(silent=True, console="off", init_timeout=60),
+            # No console capture and no run metadata: the driver's command line may hold secrets.
+            settings=wandb.Settings(
+                silent=True,
+                console="off",
+                init_timeout=60,
+                x_disable_meta=True,
+                disable_code=True,
+                disable_git=True,
+            ),
         )
         self.runs[start.trial_id] = run
         self.count += 1
@@ -162,9 +174,9 @@ class WandbTracker(Tracker):
             if end.violation:
                 run.tags = (*run.tags, "constraint_violation")
                 run.log({"constraint_violation": 1.0}, step=max(end.last_step or 0, 0))
-                summary["violated_constraint"] = end.violation
+                summary["violated_constraint"] = redact_text(end.violation)
             if end.error:
-                summary["error"] = end.error
+                summary["error"] = redact_text(end.error)
             run.summary.update(summary)
         finally:
             run.finish(exit_code=1 if end.state == "failed" else 0)
