@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,12 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 UGRO_SPACES = FIXTURES / "ugro_search_spaces"
 
-# Ray workers import test objectives (fixtures/fixture_objectives.py) through PYTHONPATH.
+# Ray workers import test objectives (fixtures/fixture_objectives.py) through PYTHONPATH, and
+# find a scratch folder through UGRO_TEST_MARKERS; both are set before any Ray starts.
 os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (str(FIXTURES), os.environ.get("PYTHONPATH")) if p
 )
+os.environ.setdefault("UGRO_TEST_MARKERS", tempfile.mkdtemp(prefix="ugro-test-markers-"))
 sys.path.insert(0, str(FIXTURES))
 
 QUICK = [
@@ -42,7 +45,13 @@ def ray_address() -> Iterator[str]:
 
     for key, value in _RAY_ENV.items():
         os.environ.setdefault(key, value)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 

@@ -44,7 +44,9 @@ def test_pixi_manifest_matches_pyproject() -> None:
     test_deps = pixi["feature"]["test"]["dependencies"]
     assert {k: v.replace(" ", "") for k, v in test_deps.items()} == dev
     wandb = _requirements(project["optional-dependencies"]["wandb"])
-    assert conda["wandb"] == wandb["wandb"]  # pixi environments always include W&B
+    assert conda["wandb"] == wandb["wandb"]  # pixi environments always include W&B ...
+    postgres = _requirements(project["optional-dependencies"]["postgres"])
+    assert conda["psycopg"] == postgres["psycopg"]  # ... and the PostgreSQL driver
     quant = _requirements(project["optional-dependencies"]["quant"])
     assert pixi["feature"]["cuda"]["dependencies"]["bitsandbytes"] == quant["bitsandbytes"]
     python = pixi["dependencies"]["python"]

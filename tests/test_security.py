@@ -324,3 +324,12 @@ def test_search_space_files_cannot_import_or_instantiate(tmp_path: Path) -> None
     with pytest.raises(SearchSpaceError, match="function call"):
         load_search_space(target)
     assert not marker.exists()
+
+
+def test_the_dry_run_plan_shows_a_storage_url_without_its_password(compose, tmp_path: Path) -> None:
+    from ugro_hpo.plan import build_plan, describe
+
+    password = "pw" + secrets.token_hex(8)
+    cfg = compose(f"storage=postgresql://ugro:{password}@db.example:5432/studies")
+    text = describe(build_plan(cfg, tmp_path / "run"))
+    assert "postgresql://ugro:***@db.example:5432/studies" in text and password not in text

@@ -153,18 +153,25 @@ def test_conditional_study_never_records_an_inactive_parameter(study) -> None:
     assert optimizers == {"adam", "adamw", "sgd"}
 
 
-def test_a_failing_objective_fails_its_trials_not_the_study(study) -> None:
+def test_a_study_whose_every_trial_fails_stops_after_the_streak(study) -> None:
     result = study("search_space=quadratic", "objective=custom", "objective.fn=fixture_objectives:always_fails",
-                   "tracking=none", "n_trials=3")  # fmt: skip
-    assert result.summary["counts"]["failed"] == 3
-    assert all(r.error == "ValueError: boom: this objective always fails" for r in result.records)
+                   "tracking=none", "n_trials=20", "max_consecutive_failures=4", "parallel_jobs=1")  # fmt: skip
+    assert result.status == "stopped" and result.summary["status"] == "stopped"
+    assert "the last 4 trials all failed" in result.summary["reason"]
+    assert all(
+        r.error == "ValueError: boom: this objective always fails" for r in result.records[:4]
+    )
+    # a trial started as the streak ended is stopped too, and queued to run again next time
+    assert all(r.state in ("failed", "waiting") for r in result.records[4:])
     assert result.summary["best"] is None
 
 
 def test_nan_metrics_fail_the_trial_with_the_reason(study) -> None:
-    result = study(*QUICK, "objective.nan_prob=1.0", "n_trials=3", "scheduler=fifo")
-    assert [r.state for r in result.records] == ["failed"] * 3
-    assert all("is nan" in (r.error or "") for r in result.records)
+    result = study(*QUICK, "objective.nan_prob=1.0", "n_trials=3", "scheduler=fifo", "max_consecutive_failures=3",
+                   "parallel_jobs=1")  # fmt: skip
+    assert [r.state for r in result.records[:3]] == ["failed"] * 3
+    assert all("is nan" in (r.error or "") for r in result.records[:3])
+    assert result.status == "stopped"
 
 
 def test_a_custom_objective_may_return_one_number(study) -> None:
@@ -218,7 +225,7 @@ def test_export_best_writes_the_parameters_elsewhere(study, tmp_path: Path) -> N
 def test_injected_failures_fail_their_trials_and_the_study_goes_on(study) -> None:
     result = study(*QUICK, "objective.fail_prob=0.5", "n_trials=8", "scheduler=fifo")
     failed = [r for r in result.records if r.state == "failed"]
-    assert failed and len(failed) < len(result.records)
+    assert failed and result.summary["finished"] == 8 == len(result.records) - len(failed)
     assert all(
         (r.error or "").startswith("InjectedFault: injected failure at step") for r in failed
     )

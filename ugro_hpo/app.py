@@ -125,12 +125,20 @@ def _task(cfg: Any) -> Any:
         _redact_file(Path(hydra_cfg.sweep.dir) / "multirun.yaml")
     try:
         result = run(cfg, run_dir=str(run_dir))
-        if result.status == "dry_run":
-            _remove_empty_dirs(run_dir, stop_at=Path(str(cfg.outputs_dir)))
-        return result
     except UserError as exc:
         _remove_empty_dirs(run_dir, stop_at=Path(str(cfg.outputs_dir)))
         fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted again: exiting now; rerun the same command to continue the study", 130)
+    if result.status == "dry_run":
+        _remove_empty_dirs(run_dir, stop_at=Path(str(cfg.outputs_dir)))
+    elif result.status == "interrupted":
+        fail("interrupted: finished trials are saved; rerun the same command to continue", 130)
+    elif result.status == "stopped":
+        fail(
+            f"study stopped: {result.summary.get('reason')}; fix the cause and rerun to continue", 3
+        )
+    return result
 
 
 def _redact_file(path: Path) -> None:

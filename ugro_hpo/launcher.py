@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from ugro_hpo.components import instantiate
+from ugro_hpo.errors import UserError
 from ugro_hpo.plan import Plan, build_sampler
 from ugro_hpo.storage import OpenedStudy
 from ugro_hpo.tracking.base import Tracker, Trackers
@@ -91,28 +93,73 @@ def ensure_ray(plan: Plan) -> None:
         "log_to_driver": plan.verbose > 0,
     }
     if plan.ray_address:
-        ray.init(address=plan.ray_address, **options)
+        _check_reachable(plan.ray_address)
+        try:
+            ray.init(address=plan.ray_address, **options)
+        except (ConnectionError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(
+                f"ray.address={plan.ray_address}: cannot join the cluster ({first})"
+            ) from None
     else:
-        ray.init(num_cpus=plan.ray_num_cpus, **options)
+        # "local": start a new instance even if another cluster was started on this machine.
+        ray.init(address="local", num_cpus=plan.ray_num_cpus, **options)
 
 
-def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> None:
-    """Run the remaining trials of the study to the end."""
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not minutes, when nothing listens at ``host:port`` (Ray itself retries
+    for minutes before it gives up)."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UserError(
+            f"ray.address={address}: nothing answers there ({exc.strerror or exc}); start the head "
+            "node with `ray start --head` or fix the address"
+        ) from None
+
+
+@dataclass
+class Outcome:
+    """How the trials ended: ``complete``, ``interrupted``, ``stopped`` or ``time_budget``."""
+
+    status: str
+    reason: str | None = None
+
+
+def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outcome:
+    """Run trials until the study has ``n_trials`` finished ones (or something ends it early)."""
     from ray import tune
 
+    from ugro_hpo.run_control import FailureStreak, Heartbeat, InterruptWatch
     from ugro_hpo.searcher import StudySearcher
+    from ugro_hpo.storage import HEARTBEAT_S, INTERRUPTED, sampler_seed_offset
     from ugro_hpo.tracking.ray_bridge import TrackingCallback
     from ugro_hpo.trainable import run_trial
 
     ensure_ray(plan)
     bridge = TrackingCallback(components.trackers)
+    streak = FailureStreak(plan.max_consecutive_failures)
+    watch = InterruptWatch()
+    experiment = time.strftime("%Y-%m-%d_%H-%M-%S")
+    deadline = time.time() + (plan.time_budget_s or float("inf"))
+
+    def finished(trial_id: str, frozen: Any) -> None:
+        streak.record(frozen.state.name == "FAIL", frozen.user_attrs.get("error"))
+        bridge.trial_finished(trial_id, frozen)
+
     searcher = StudySearcher(
         space=plan.search_space,
-        sampler=build_sampler(plan, seed_offset=opened.existing_trials),
+        sampler=build_sampler(plan, seed_offset=sampler_seed_offset(plan, opened)),
         storage=opened.storage,
         study_name=plan.study_name,
         max_steps=plan.max_steps,
-        on_finish=bridge.trial_finished,
+        n_trials=plan.n_trials,
+        on_finish=finished,
+        trial_logs=str(plan.ray_dir / experiment),
+        halted=lambda: streak.tripped or watch.interrupted.is_set() or time.time() > deadline,
     )
     spec = {
         "objective": plan.objective,
@@ -123,6 +170,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> None:
         "resources": plan.resources,
         "run_dir": str(plan.run_dir),
         "metadata": dict(plan.search_space.metadata),
+        "trial_timeout_s": plan.trial_timeout_s,
     }
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, spec=spec),
@@ -134,20 +182,39 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> None:
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=components.scheduler,
-            num_samples=opened.remaining,
+            num_samples=-1,  # the searcher ends the study when n_trials have finished
             max_concurrent_trials=plan.parallel_jobs,
             reuse_actors=True,
             trial_dirname_creator=trial_dirname,
+            time_budget_s=plan.time_budget_s,
         ),
         run_config=tune.RunConfig(
-            name=time.strftime("%Y-%m-%d_%H-%M-%S"),
+            name=experiment,
             storage_path=str(plan.ray_dir),
-            callbacks=[bridge, *components.callbacks],
+            callbacks=[watch, bridge, *components.callbacks],
+            stop=streak,
             verbose=min(max(plan.verbose - 1, 0), 3),
-            failure_config=tune.FailureConfig(max_failures=0),
+            failure_config=tune.FailureConfig(max_failures=plan.max_failures),
         ),
     )
-    tuner.fit()
+    started = time.time()
+    try:
+        with Heartbeat(searcher.heartbeat, HEARTBEAT_S):
+            tuner.fit()
+    finally:
+        watch.restore()
+    if watch.interrupted.is_set():
+        outcome = Outcome("interrupted", "interrupted by a signal")
+    elif streak.tripped:
+        outcome = Outcome("stopped", streak.reason())
+    elif plan.time_budget_s and time.time() - started >= plan.time_budget_s:
+        outcome = Outcome("time_budget", f"time_budget_s={plan.time_budget_s:g} reached")
+    else:
+        outcome = Outcome("complete")
+    searcher.abandon(
+        INTERRUPTED if outcome.status == "interrupted" else f"stopped early: {outcome.reason}"
+    )
+    return outcome
 
 
 def trial_dirname(trial: Any) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from ugro_hpo.components import check_importable, instantiate
 from ugro_hpo.errors import ConfigError
 from ugro_hpo.naming import check_path_name, check_tags
-from ugro_hpo.redact import is_secret_name, redact_data
+from ugro_hpo.redact import is_secret_name, redact_data, redact_url
 from ugro_hpo.search_space import SearchSpace, load_search_space, parse_search_space
 
 _STORAGE_URL = re.compile(r"(sqlite|postgresql|mysql)(\+[a-z0-9_]+)?://.*")
@@ -51,6 +51,10 @@ class Plan:
     ray_num_cpus: int | None
     export_best: Path | None
     tags: dict[str, str]
+    max_failures: int
+    max_consecutive_failures: int
+    trial_timeout_s: float | None
+    time_budget_s: float | None
     config: dict[str, Any] = field(repr=False)
     checked_objective: Any = field(default=None, repr=False, compare=False)
     """The objective built and checked on the driver (trials build their own from the spec)."""
@@ -135,6 +139,10 @@ def build_plan(cfg: Any, run_dir: str | Path) -> Plan:
         ray_num_cpus=(data.get("ray") or {}).get("num_cpus"),
         export_best=Path(export_best).resolve() if export_best else None,
         tags=check_tags(data.get("tags")),
+        max_failures=_integer(data, "max_failures", minimum=0),
+        max_consecutive_failures=_integer(data, "max_consecutive_failures", minimum=0),
+        trial_timeout_s=_seconds(data, "trial_timeout_s"),
+        time_budget_s=_seconds(data, "time_budget_s"),
         config=data,
         checked_objective=checked_objective,
     )
@@ -183,6 +191,15 @@ def _integer(data: Mapping[str, Any], key: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{key}: must be a whole number >= {minimum}, got {value!r}")
     return value
+
+
+def _seconds(data: Mapping[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{key}: must be a number of seconds > 0 (or null), got {value!r}")
+    return float(value)
 
 
 def _search_space(data: Mapping[str, Any]) -> SearchSpace:
@@ -275,7 +292,7 @@ def describe(plan: Plan) -> str:
     space = plan.search_space
     lines = [
         f"study        {plan.study_name}  ({plan.n_trials} trials, {plan.parallel_jobs} at a time, seed {plan.seed})",
-        f"storage      {plan.storage}",
+        f"storage      {redact_url(plan.storage)}",
         f"run dir      {plan.run_dir}",
         f"search space {space.source}",
     ]
@@ -290,5 +307,7 @@ def describe(plan: Plan) -> str:
         + (", ".join(f"{n} ({c['_target_']})" for n, c in plan.callbacks.items()) or "none"),
         f"resources    {plan.resources['cpu']:g} cpu, {plan.resources['gpu']:g} gpu per trial",
         f"ray          {plan.ray_address or 'a local instance started for this study'}",
+        f"limits       max_failures {plan.max_failures}, max_consecutive_failures "
+        f"{plan.max_consecutive_failures}, trial_timeout_s {plan.trial_timeout_s}, time_budget_s {plan.time_budget_s}",
     ]
     return "\n".join(lines)

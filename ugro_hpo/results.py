@@ -89,7 +89,12 @@ def trial_records(study: optuna.Study, space: SearchSpace) -> list[TrialRecord]:
                 duration_s=duration,
                 last_step=trial.user_attrs.get("last_step"),
                 violation=trial.user_attrs.get("violation") or None,
-                error=trial.user_attrs.get("error"),
+                error=trial.user_attrs.get("error")
+                or (
+                    "interrupted: its driver stopped (no heartbeat)"
+                    if trial.state == TrialState.FAIL
+                    else None
+                ),
             )
         )
     return records

@@ -54,6 +54,10 @@ class AppSchema:
     dry_run: bool = MISSING
     search_space_file: str | None = MISSING
     export_best: str | None = MISSING
+    max_failures: int = MISSING
+    max_consecutive_failures: int = MISSING
+    trial_timeout_s: float | None = MISSING
+    time_budget_s: float | None = MISSING
     verbose: int = MISSING
     ray: RaySchema = field(default_factory=RaySchema)
     resources: ResourcesSchema = field(default_factory=ResourcesSchema)

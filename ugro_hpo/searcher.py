@@ -10,6 +10,7 @@ pruned with its violation so samplers learn the region) or failed (with its erro
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,14 +19,23 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from ugro_hpo.run_control import NotPersisted
 from ugro_hpo.search_space import INTERNAL_KEY, SearchSpace
+from ugro_hpo.storage import (
+    DRIVER_ATTR,
+    FINISHED_STATES,
+    driver_id,
+    fail_interrupted,
+    recover_orphans,
+)
 
 STATE_KEY = "ugro_state"
 ERROR_KEY = "ugro_error"
 STEP_KEY = "step"
+ORPHAN_CHECK_S = 5.0
 
 
-class StudySearcher(OptunaSearch):
+class StudySearcher(NotPersisted, OptunaSearch):
     """OptunaSearch over a define-by-run `SearchSpace`, storing each trial's real outcome."""
 
     def __init__(
@@ -35,7 +45,10 @@ class StudySearcher(OptunaSearch):
         storage: optuna.storages.BaseStorage,
         study_name: str,
         max_steps: int,
+        n_trials: int,
         on_finish: Callable[[str, optuna.trial.FrozenTrial], None] | None = None,
+        trial_logs: str = "Ray's experiment directory",
+        halted: Callable[[], bool] = lambda: False,
     ) -> None:
         metrics = space.metric_names
         modes = [o.mode for o in space.objectives]
@@ -50,21 +63,88 @@ class StudySearcher(OptunaSearch):
         )
         self._metrics = metrics
         self._max_steps = max_steps
+        self._n_trials = n_trials
         self._on_finish = on_finish
+        self._driver = driver_id()
+        self._orphan_check = 0.0
+        self._trial_logs = trial_logs
+        self._halted = halted
 
     # -- suggestions -------------------------------------------------------------------------
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # Searcher.FINISHED is a str
+        """Ask Optuna for the next trial while the study still needs one.
+
+        The budget is the study's, shared by every driver working on it: stop when n_trials have
+        finished, wait while enough are running (one may still fail and need replacing).
+        """
+        if self._halted():
+            return str(Searcher.FINISHED)  # the study is being stopped: no new trials
+        finished, running = self._counts()
+        if finished >= self._n_trials:
+            return str(Searcher.FINISHED)
+        if finished + running >= self._n_trials:
+            self._recover_orphans()  # a trial that nobody runs must not block the study
+            return None
         exhausted = getattr(self._sampler, "is_exhausted", None)
-        if exhausted is not None and trial_id not in self._ot_trials and exhausted(self._ot_study):
+        if exhausted is not None and exhausted(self._ot_study):
             return str(Searcher.FINISHED)
         config = super().suggest(trial_id)
         if config is None:
             return None
         ot_trial = self._ot_trials[trial_id]
+        if sum(self._counts()) > self._n_trials:
+            self._stand_down(trial_id)  # another driver asked at the same moment
+            return None
         ot_trial.set_user_attr("ray_trial_id", trial_id)
+        ot_trial.set_user_attr(DRIVER_ATTR, self._driver)
+        self.heartbeat()
         config.setdefault(INTERNAL_KEY, {})["number"] = ot_trial.number
         return config
+
+    def _recover_orphans(self) -> None:
+        now = time.monotonic()
+        if now - self._orphan_check >= ORPHAN_CHECK_S:
+            self._orphan_check = now
+            assert self._ot_study is not None
+            recover_orphans(self._ot_study)
+
+    def _counts(self) -> tuple[int, int]:
+        assert self._ot_study is not None
+        storage, study_id = self._ot_study._storage, self._ot_study._study_id
+        finished = storage.get_n_trials(study_id, state=FINISHED_STATES)
+        return finished, storage.get_n_trials(study_id, state=(TrialState.RUNNING,))
+
+    def _stand_down(self, trial_id: str) -> None:
+        ot_trial = self._ot_trials.pop(trial_id)
+        ot_trial.set_user_attr(
+            "error", "not run: the study's n_trials were already running or finished"
+        )
+        assert self._ot_study is not None
+        self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+
+    def running_trials(self) -> list[str]:
+        """Ray trial ids asked from Optuna and not finished yet (safe from another thread)."""
+        return [t for t in self._ot_trials.copy() if t not in self._completed_trials]
+
+    def heartbeat(self) -> None:
+        """Tell the storage our running trials are alive; fail other drivers' stale ones."""
+        assert self._ot_study is not None
+        storage = self._ot_study._storage
+        for trial_id, ot_trial in self._ot_trials.copy().items():
+            if trial_id not in self._completed_trials:
+                storage.record_heartbeat(ot_trial._trial_id)
+        optuna.storages.fail_stale_trials(self._ot_study)
+
+    def abandon(self, reason: str) -> None:
+        """The study is stopping: fail the trials still running (their points are queued again)."""
+        assert self._ot_study is not None
+        for trial_id in self.running_trials():
+            self._completed_trials.add(trial_id)
+            ot_trial = self._ot_trials[trial_id]
+            fail_interrupted(self._ot_study, ot_trial._trial_id, reason)
+            if self._on_finish is not None:
+                self._on_finish(trial_id, self._ot_study._storage.get_trial(ot_trial._trial_id))
 
     # -- results -----------------------------------------------------------------------------
 
@@ -89,7 +169,11 @@ class StudySearcher(OptunaSearch):
             outcome = "complete"  # a scheduler stopped it exactly at its last step
         if error and outcome is None:
             outcome = "failed"
-            result = {**result, ERROR_KEY: "the trial's worker failed (see Ray's trial logs)"}
+            where = f"{self._trial_logs}/trial_{trial_id}/error.txt"
+            result = {
+                **result,
+                ERROR_KEY: f"the trial's worker process failed; Ray's report: {where}",
+            }
 
         values: list[float] | None = None
         if outcome == "complete":
@@ -101,6 +185,8 @@ class StudySearcher(OptunaSearch):
                 ot_trial.set_user_attr("metrics", reported_metrics(result))
         if outcome == "infeasible":
             ot_trial.set_user_attr("violation", str(result.get("ugro_violation", "")))
+        elif outcome == "pruned":
+            ot_trial.set_user_attr("reason", str(result.get("ugro_reason", "")))
         elif outcome == "failed":
             ot_trial.set_user_attr("error", str(result.get(ERROR_KEY, "unknown error"))[:2000])
         elif outcome is None:
@@ -121,11 +207,6 @@ class StudySearcher(OptunaSearch):
 
     def save_to_dir(self, *args: Any, **kwargs: Any) -> None:
         """The Optuna storage is the study's checkpoint; Ray's pickled copy is not needed."""
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Ray pickles the searcher into its experiment directory (tuner.pkl); the storage URL
-        may carry a password, and the Optuna storage is the study's record anyway."""
-        return {}
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -1,20 +1,27 @@
-"""The Optuna study in persistent storage: create, resume, or refuse a silent mix.
+"""The Optuna study in persistent storage: create, resume, recover, or refuse a silent mix.
 
 The storage is the study's single source of truth: Ray Tune's own experiment state is not
-needed to continue. Rerunning the same command continues the study up to ``n_trials``; trials
-left RUNNING by a driver that died are marked failed and their parameters queued once more.
+needed to continue. Rerunning the same command continues the study up to ``n_trials``. A trial
+left RUNNING by a driver that died is failed and its parameters are queued once more: at once
+when the driver ran on this machine and its process is gone, otherwise when its heartbeat
+(renewed every `HEARTBEAT_S` seconds while it runs) is older than `GRACE_S` seconds, so drivers
+on several machines can share one study without failing each other's trials.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
+import socket
+import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from ugro_hpo.errors import ConfigError
 from ugro_hpo.plan import Plan
@@ -24,7 +31,12 @@ log = logging.getLogger(__name__)
 
 SPACE_ATTR = "ugro:search_space"
 RETRY_ATTR = "retry_of"
+DRIVER_ATTR = "driver"
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+HEARTBEAT_S = 30
+GRACE_S = 120
+ORPHAN_S = 10
+INTERRUPTED = "interrupted: the study stopped while it ran"
 
 
 @dataclass
@@ -44,27 +56,101 @@ def quiet_optuna() -> None:
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An RDB storage object (Ray's OptunaSearch needs an object, not a URL)."""
+    """An RDB storage object (Ray's OptunaSearch needs an object, not a URL), with heartbeats."""
     quiet_optuna()
+    # We renew heartbeats ourselves (Optuna's own renewal lives in Study.optimize).
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     if url.startswith("sqlite:///") and ":memory:" not in url:
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     try:
-        return optuna.storages.RDBStorage(url)
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=HEARTBEAT_S,
+            grace_period=GRACE_S,
+            heartbeat_stale_trial_callback=requeue_once,
+        )
     except Exception as exc:  # a driver missing, a server unreachable, bad credentials
         raise ConfigError(
             f"storage: cannot open {redact_url(url)} ({type(exc).__name__}: {exc})"
         ) from None
 
 
+def driver_id() -> str:
+    """Who runs a trial: this machine and process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def sampler_seed_offset(plan: Plan, opened: OpenedStudy) -> int:
+    """Offset of the sampler's seed: a resumed study does not replay its first points, and on a
+    shared database (several drivers may start together) each driver draws its own points.
+    Studies in SQLite, which has one driver, stay reproducible from ``seed``."""
+    offset = opened.existing_trials
+    if not plan.storage.startswith("sqlite"):
+        offset += zlib.crc32(driver_id().encode()) % 1_000_003
+    return offset
+
+
 def finished_count(study: optuna.Study) -> int:
     """Trials that count towards n_trials: complete, pruned and infeasible ones."""
-    return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+    return study._storage.get_n_trials(study._study_id, state=FINISHED_STATES)
+
+
+def requeue_once(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Run an interrupted trial's parameters again, once (a retry is not retried)."""
+    if RETRY_ATTR not in trial.user_attrs and trial.params:
+        study.enqueue_trial(trial.params, user_attrs={RETRY_ATTR: trial.number})
+        log.info("trial %d was interrupted; its parameters are queued to run again", trial.number)
+
+
+def fail_interrupted(study: optuna.Study, trial_id: int, reason: str = INTERRUPTED) -> None:
+    """Mark one running trial failed with ``reason`` and queue its parameters once more."""
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial_id, "error", reason)
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return  # another process finished it meanwhile
+    requeue_once(study, storage.get_trial(trial_id))
+
+
+def recover_stale_trials(study: optuna.Study) -> None:
+    """Fail trials whose driver is gone (same machine: process dead; elsewhere: no heartbeat)."""
+    host = socket.gethostname()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = str(trial.user_attrs.get(DRIVER_ATTR, ""))
+        owner_host, _, pid = owner.rpartition(":")
+        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+            fail_interrupted(study, trial._trial_id)
+    recover_orphans(study)
+    optuna.storages.fail_stale_trials(study)
+
+
+def recover_orphans(study: optuna.Study) -> None:
+    """Fail trials that never got a driver: their driver died between asking for the trial and
+    claiming it (milliseconds, so any such trial older than `ORPHAN_S` is an orphan). Safe to
+    call while trials run: it never touches a claimed trial."""
+    now = _dt.datetime.now()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        started = trial.datetime_start or now
+        if DRIVER_ATTR not in trial.user_attrs and (now - started).total_seconds() > ORPHAN_S:
+            fail_interrupted(study, trial._trial_id)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # a trial from an earlier run of this very process (a notebook, a test)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def open_study(plan: Plan) -> OpenedStudy:
-    """Load or create the plan's study and work out how many trials are still to run."""
+    """Load or create the plan's study, recover trials of dead drivers, count what is left."""
     storage = open_storage(plan.storage)
-    space = plan.search_space
     names = {
         s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
     }
@@ -73,23 +159,29 @@ def open_study(plan: Plan) -> OpenedStudy:
         names.discard(plan.study_name)
 
     resumed = plan.study_name in names
+    if not resumed:
+        try:
+            _create(plan, storage)
+        except optuna.exceptions.DuplicatedStudyError:
+            resumed = True  # another driver created it a moment ago
+    study = optuna.load_study(study_name=plan.study_name, storage=storage)
     if resumed:
-        study = optuna.load_study(study_name=plan.study_name, storage=storage)
         _check_same_space(study, plan)
-        _requeue_interrupted(study)
-    else:
-        directions: list[Any] = [o.direction for o in space.objectives]
-        study = optuna.create_study(
-            study_name=plan.study_name, storage=storage, directions=directions
-        )
-        study.set_user_attr(SPACE_ATTR, space.fingerprint())
-        study.set_user_attr("objectives", [o.name for o in space.objectives])
-        defaults = space.defaults()
-        if defaults:
-            study.enqueue_trial(defaults, user_attrs={"origin": "defaults"})
+        recover_stale_trials(study)
     existing = len(study.get_trials(deepcopy=False))
     remaining = max(0, plan.n_trials - finished_count(study))
     return OpenedStudy(study, storage, resumed, remaining, existing)
+
+
+def _create(plan: Plan, storage: optuna.storages.BaseStorage) -> None:
+    space = plan.search_space
+    directions: list[Any] = [o.direction for o in space.objectives]
+    study = optuna.create_study(study_name=plan.study_name, storage=storage, directions=directions)
+    study.set_user_attr(SPACE_ATTR, space.fingerprint())
+    study.set_user_attr("objectives", [o.name for o in space.objectives])
+    defaults = space.defaults()
+    if defaults:
+        study.enqueue_trial(defaults, user_attrs={"origin": "defaults"})
 
 
 def _check_same_space(study: optuna.Study, plan: Plan) -> None:
@@ -104,20 +196,6 @@ def _check_same_space(study: optuna.Study, plan: Plan) -> None:
         raise ConfigError(
             f"study_name: study {plan.study_name!r} optimises other objectives; use a new study_name"
         )
-
-
-def _requeue_interrupted(study: optuna.Study) -> None:
-    """Trials still RUNNING belong to a driver that died: fail them, and run their point again once."""
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(
-            trial._trial_id, "error", "interrupted: the study stopped while it ran"
-        )
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        if RETRY_ATTR not in trial.user_attrs and trial.params:
-            study.enqueue_trial(trial.params, user_attrs={RETRY_ATTR: trial.number})
-            log.info(
-                "trial %d was interrupted; its parameters are queued to run again", trial.number
-            )
 
 
 def _archive(storage: optuna.storages.BaseStorage, name: str) -> None:

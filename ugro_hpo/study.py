@@ -48,13 +48,15 @@ def run(cfg: Any, run_dir: str | None = None, echo: bool = True) -> StudyResult:
         print("Plan (dry run, nothing was run or written):\n" + describe(plan), flush=True)
         return StudyResult(plan=plan, status="dry_run")
 
-    from ugro_hpo.launcher import build_components, run_trials
+    from ugro_hpo.launcher import build_components, ensure_ray, run_trials
     from ugro_hpo.snapshot import log_file, write_config_snapshot
     from ugro_hpo.storage import open_study
 
     components = build_components(plan)
     objective = plan.checked_objective
     objective.prepare(plan.resources)
+    if plan.ray_address:
+        ensure_ray(plan)  # a cluster that cannot be joined fails before anything is written
     trackers = components.trackers
     trackers.connect()
     opened = open_study(plan)
@@ -62,11 +64,12 @@ def run(cfg: Any, run_dir: str | None = None, echo: bool = True) -> StudyResult:
     with log_file(plan):
         try:
             trackers.study_started(study_info(plan, opened, objective))
+            outcome = None
             if opened.remaining:
                 verb = "continuing" if opened.resumed else "starting"
                 log.info("%s study %s: %d trial(s) to run, %d at a time",
                          verb, plan.study_name, opened.remaining, plan.parallel_jobs)  # fmt: skip
-                run_trials(plan, opened, components)
+                outcome = run_trials(plan, opened, components)
             else:
                 log.info(
                     "study %s already has %d finished trials; nothing to run",
@@ -74,7 +77,12 @@ def run(cfg: Any, run_dir: str | None = None, echo: bool = True) -> StudyResult:
                     plan.n_trials,
                 )
             return finish(
-                plan, opened.study, duration_s=time.time() - started, echo=echo, trackers=trackers
+                plan,
+                opened.study,
+                time.time() - started,
+                echo=echo,
+                trackers=trackers,
+                outcome=outcome,
             )
         finally:
             trackers.close()
@@ -122,7 +130,12 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def finish(
-    plan: Plan, study: Any, duration_s: float, echo: bool = True, trackers: Any = None
+    plan: Plan,
+    study: Any,
+    duration_s: float,
+    echo: bool = True,
+    trackers: Any = None,
+    outcome: Any = None,
 ) -> StudyResult:
     """Read the study back, write summary.json, best_params.yaml and trials.csv, and hand
     them to the trackers."""
@@ -138,7 +151,8 @@ def finish(
     finished = finished_count(study)
     summary: dict[str, Any] = {
         "study_name": plan.study_name,
-        "status": "complete" if finished >= plan.n_trials else "incomplete",
+        "status": _status(finished, plan.n_trials, outcome),
+        "reason": getattr(outcome, "reason", None),
         "n_trials": plan.n_trials,
         "finished": finished,
         "counts": counts(records),
@@ -173,3 +187,12 @@ def finish(
         for line in trackers.messages if trackers else []:
             print(line, flush=True)
     return StudyResult(plan=plan, status=summary["status"], summary=summary, records=records)
+
+
+def _status(finished: int, n_trials: int, outcome: Any) -> str:
+    """complete, or why not: interrupted, stopped (failures), time_budget, incomplete."""
+    if finished >= n_trials:
+        return "complete"
+    if outcome is not None and outcome.status != "complete":
+        return str(outcome.status)
+    return "incomplete"

@@ -14,6 +14,7 @@ import logging
 import math
 import numbers
 import sys
+import time
 from typing import Any
 
 from ray import tune
@@ -30,12 +31,19 @@ class TrialFailed(RuntimeError):
     """A trial reported something unusable (NaN, a missing metric, a step going backwards)."""
 
 
+class TrialTimeout(BaseException):
+    """trial_timeout_s has passed. A BaseException, so an objective's `except Exception` cannot
+    swallow it."""
+
+
 class Reporter:
     """The ``report(step, **metrics)`` handed to objectives."""
 
-    def __init__(self, metrics: tuple[str, ...]) -> None:
+    def __init__(self, metrics: tuple[str, ...], timeout_s: float | None = None) -> None:
         self.metrics = metrics
         self.last_step = 0
+        self.timeout_s = timeout_s
+        self.started = time.monotonic()
 
     def __call__(self, step: int, **metrics: Any) -> None:
         if (
@@ -47,6 +55,8 @@ class Reporter:
         clean = checked_metrics(metrics, self.metrics, f"at step {step}")
         self.last_step = int(step)
         tune.report({**clean, "step": int(step)})
+        if self.timeout_s is not None and time.monotonic() - self.started > self.timeout_s:
+            raise TrialTimeout(f"trial_timeout_s={self.timeout_s:g} reached at step {step}")
 
 
 def checked_metrics(
@@ -92,23 +102,20 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
         run_dir=str(spec.get("run_dir", ".")),
         metadata=spec.get("metadata", {}),
     )
-    reporter = Reporter(metrics)
+    reporter = Reporter(metrics, spec.get("trial_timeout_s"))
     try:
         objective = _objective(spec["objective"])
-        final = checked_metrics(
-            dict(objective(params, reporter, context) or {}), metrics, "in the final result"
-        )
-    except (
-        Exception
-    ) as exc:  # any failure of the objective is this trial's failure, not the study's
-        log.error("trial %s failed", context.number, exc_info=True)
+        returned = objective(params, reporter, context) or {}
+        final = checked_metrics(dict(returned), metrics, "in the final result")
+    except TrialTimeout as timeout:
         tune.report(
-            {
-                "ugro_state": "failed",
-                "ugro_error": f"{type(exc).__name__}: {exc}",
-                "step": reporter.last_step,
-            }
+            {"ugro_state": "pruned", "ugro_reason": str(timeout), "step": reporter.last_step}
         )
+        return
+    except Exception as exc:  # the objective's failure is this trial's, not the study's
+        log.error("trial %s failed", context.number, exc_info=True)
+        error = f"{type(exc).__name__}: {exc}"
+        tune.report({"ugro_state": "failed", "ugro_error": error, "step": reporter.last_step})
         return
     finally:
         release_memory()

@@ -116,7 +116,7 @@ class MlflowTracker(Tracker):
         if stored and self._usable(stored):
             self.parent_id = stored
             self.client.update_run(stored, status="RUNNING")
-            self._close_stale_children()
+            self._close_stale_children(info.study)
         else:
             tags = {
                 "ugro.study_name": info.study_name,
@@ -154,13 +154,38 @@ class MlflowTracker(Tracker):
             run.info.lifecycle_stage != "deleted" and run.info.experiment_id == self.experiment_id
         )
 
-    def _close_stale_children(self) -> None:
-        """Child runs left RUNNING by a study that died are closed as failed (their trials were too)."""
+    def _close_stale_children(self, study: Any) -> None:
+        """Close the child runs left RUNNING by a study that died, in the state the storage holds:
+        a trial stored as finished just before the crash keeps its result; the others failed."""
+        from mlflow.entities import RunTag
+
+        from ugro_hpo.results import trial_state
+
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.mlflow.parentRunId = '{self.parent_id}' and attributes.status = 'RUNNING'",
         )
+        trials = study.get_trials(deepcopy=False)
         for run in runs:
+            number = int(run.data.tags.get("ugro.trial_number", -1))
+            trial = trials[number] if 0 <= number < len(trials) else None
+            state = trial_state(trial) if trial is not None else "failed"
+            if state in ("complete", "pruned", "infeasible"):
+                metrics = dict(trial.user_attrs.get("metrics") or {})  # type: ignore[union-attr]
+                step = int(trial.user_attrs.get("last_step") or 0)  # type: ignore[union-attr]
+                violation = trial.user_attrs.get("violation")  # type: ignore[union-attr]
+                tags = [RunTag("ugro.state", state)]
+                if violation:
+                    tags.append(
+                        RunTag("ugro.violated_constraint", redact_text(violation)[:MAX_TAG])
+                    )
+                self.client.log_batch(
+                    run.info.run_id,
+                    metrics=[_metric(k, v, step) for k, v in metrics.items()],
+                    tags=tags,
+                )
+                self.client.set_terminated(run.info.run_id, status=_STATUS[state])
+                continue
             self.client.set_tag(run.info.run_id, "ugro.state", "failed")
             self.client.set_tag(
                 run.info.run_id, "ugro.error", "interrupted: the study stopped while it ran"

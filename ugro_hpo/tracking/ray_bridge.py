@@ -11,21 +11,17 @@ from typing import Any
 from ray.tune import Callback
 
 from ugro_hpo.results import trial_state
+from ugro_hpo.run_control import NotPersisted
 from ugro_hpo.search_space import INTERNAL_KEY
 from ugro_hpo.searcher import STATE_KEY, STEP_KEY, reported_metrics
 from ugro_hpo.tracking.base import Trackers, TrialEnd, TrialStart
 
 
-class TrackingCallback(Callback):
+class TrackingCallback(NotPersisted, Callback):
     """Feeds trial starts and intermediate results to the trackers."""
 
     def __init__(self, trackers: Trackers) -> None:
         self.trackers = trackers
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Ray pickles its callbacks into the experiment directory; live connections and
-        credentials (a tracking URI's password) must not go with them."""
-        return {}
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         internal = trial.config.get(INTERNAL_KEY) or {}

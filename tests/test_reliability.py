@@ -1,0 +1,372 @@
+"""Reliability with real processes: crashes, interrupts, failing workers, time limits, a
+two-node Ray cluster with token authentication, and two drivers sharing a PostgreSQL study."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import run_cli
+
+pytestmark = pytest.mark.integration
+
+SLOW = ["objective=synthetic", "search_space=quadratic", "max_steps=4", "eval_every=1", "objective.sleep_s=0.25",
+        "scheduler=fifo", "n_trials=8", "parallel_jobs=2"]  # fmt: skip
+"""About one second per trial, so a signal lands while trials run."""
+
+
+def start_driver(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ugro_hpo", *args], cwd=cwd, env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def count(db: Path, states: tuple[str, ...] = ("COMPLETE", "PRUNED")) -> int:
+    try:
+        with sqlite3.connect(db) as conn:
+            marks = ",".join("?" * len(states))
+            return conn.execute(
+                f"select count(*) from trials where state in ({marks})", states
+            ).fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def wait_for(condition, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.1)
+
+
+def stop_group(process: subprocess.Popen[str]) -> None:
+    """End a driver we started, and anything it started, by process group."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def study_of(storage: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def test_kill_9_then_rerun_finishes_without_losing_or_repeating_anything(
+    tmp_path: Path, ray_address: str
+) -> None:
+    args = [*SLOW, "study_name=crash", f"ray.address={ray_address}", "tracking=mlflow"]
+    db = tmp_path / "outputs" / "studies.db"
+    driver = start_driver(*args, cwd=tmp_path)
+    try:
+        wait_for(lambda: count(db) >= 3)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        stop_group(driver)
+    assert count(db, ("RUNNING",)) >= 1  # the crash left trials running
+
+    rerun = run_cli(*args, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    study = study_of(f"sqlite:///{db}", "crash")
+    finished = [
+        t
+        for t in study.trials
+        if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    ]
+    assert len(finished) == 8
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    points = Counter(tuple(sorted(t.params.items())) for t in finished)
+    assert max(points.values()) == 1  # no completed point was run again
+    retried = [t for t in study.trials if "retry_of" in t.user_attrs]
+    assert retried and all(
+        study.trials[t.user_attrs["retry_of"]].state == optuna.trial.TrialState.FAIL
+        for t in retried
+    )
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("ugro-hpo").experiment_id], max_results=1000
+    )
+    parents = [r for r in runs if r.data.tags.get("ugro.role") == "study"]
+    children = [r for r in runs if r.data.tags.get("ugro.role") == "trial"]
+    assert len(parents) == 1
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    done = Counter(
+        int(c.data.tags["ugro.trial_number"])
+        for c in children
+        if c.data.tags.get("ugro.state") in ("complete", "pruned", "infeasible")
+    )
+    assert sorted(done) == sorted(t.number for t in finished) and set(done.values()) == {1}
+
+
+def test_ctrl_c_saves_everything_and_the_rerun_finishes(tmp_path: Path, ray_address: str) -> None:
+    args = [*SLOW, "study_name=interrupted", f"ray.address={ray_address}", "tracking=none"]
+    db = tmp_path / "outputs" / "studies.db"
+    driver = start_driver(*args, cwd=tmp_path)
+    try:
+        wait_for(lambda: count(db) >= 2)
+        driver.send_signal(signal.SIGINT)
+        _, stderr = driver.communicate(timeout=120)
+    finally:
+        stop_group(driver)
+    assert driver.returncode == 130, stderr[-3000:]
+    assert "interrupted: finished trials are saved" in stderr
+    summary = json.loads(
+        next((tmp_path / "outputs" / "interrupted").glob("*/summary.json")).read_text()
+    )
+    assert summary["status"] == "interrupted" and summary["finished"] >= 2
+    assert count(db, ("RUNNING",)) == 0  # the storage is consistent: nothing left running
+
+    rerun = run_cli(*args, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert count(db) == 8
+
+
+def test_sigterm_works_like_ctrl_c_and_a_second_signal_leaves_at_once(
+    tmp_path: Path, ray_address: str
+) -> None:
+    args = [
+        *SLOW,
+        "study_name=terminated",
+        f"ray.address={ray_address}",
+        "tracking=none",
+        "objective.sleep_s=1.0",
+    ]
+    db = tmp_path / "outputs" / "studies.db"
+    driver = start_driver(*args, cwd=tmp_path)
+    try:
+        wait_for(lambda: count(db, ("RUNNING",)) >= 1)
+        driver.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        driver.send_signal(signal.SIGTERM)
+        _, stderr = driver.communicate(timeout=60)
+    finally:
+        stop_group(driver)
+    assert driver.returncode == 130
+    assert "exiting now" in stderr or "interrupted" in stderr
+    study_of(f"sqlite:///{db}", "terminated")  # loads: nothing corrupted
+    rerun = run_cli(*args, "objective.sleep_s=0.01", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert count(db) == 8 and count(db, ("RUNNING",)) == 0
+
+
+def test_a_dying_worker_fails_its_trial_with_a_pointer_to_ray_s_report(
+    study, tmp_path: Path
+) -> None:
+    result = study("search_space=quadratic", "objective=custom", "objective.fn=fixture_objectives:always_dies",
+                   "tracking=none", "n_trials=2", "max_consecutive_failures=2", "parallel_jobs=1")  # fmt: skip
+    assert result.status == "stopped"
+    first = result.records[0]
+    assert (
+        first.state == "failed"
+        and "worker process failed" in first.error
+        and "error.txt" in first.error
+    )
+
+
+def test_max_failures_retries_a_trial_whose_worker_died(study) -> None:
+    markers = Path(os.environ["UGRO_TEST_MARKERS"])  # set before the session's Ray started
+    before = set(markers.iterdir())
+    result = study("search_space=quadratic", "objective=custom", "objective.fn=fixture_objectives:dies_once",
+                   "tracking=none", "n_trials=2", "max_failures=1", "parallel_jobs=1")  # fmt: skip
+    assert result.summary["counts"]["complete"] == 2 and result.summary["counts"]["failed"] == 0
+    assert len(set(markers.iterdir()) - before) == 2  # each trial's worker really died once
+
+
+def test_trial_timeout_stops_slow_trials_and_the_study_goes_on(study) -> None:
+    result = study(*SLOW, "trial_timeout_s=0.6", "n_trials=3", "tracking=none")
+    assert result.summary["finished"] == 3
+    for record in result.records:
+        assert record.state == "pruned" and record.last_step < 4
+
+
+def test_time_budget_ends_the_study_cleanly(study) -> None:
+    result = study(*SLOW, "time_budget_s=3", "n_trials=50", "tracking=none")
+    assert result.status == "time_budget" and 0 < result.summary["finished"] < 50
+    assert result.summary["reason"] == "time_budget_s=3 reached"
+    assert not [r for r in result.records if r.state == "running"]
+
+
+def test_a_trial_that_no_driver_claimed_does_not_block_the_study(study) -> None:
+    """A driver killed between asking Optuna for a trial and claiming it leaves an orphan in
+    RUNNING; the study must fail it and go on rather than wait for it forever."""
+    args = ("search_space=quadratic", "objective=synthetic", "max_steps=1", "eval_every=1", "tracking=none",
+            "study_name=orphan", "time_budget_s=90")  # fmt: skip
+    first = study(*args, "n_trials=3")
+    stored = study_of(first.plan.storage, "orphan")
+    orphan = stored.ask()  # RUNNING, no driver, no heartbeat
+    second = study(*args, "n_trials=5")
+    assert second.status == "complete" and second.summary["finished"] == 5
+    assert stored.trials[orphan.number].state == optuna.trial.TrialState.FAIL
+
+
+# -- scale-out ---------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_an_unreachable_cluster_is_a_one_line_error_in_seconds(tmp_path: Path) -> None:
+    port = _free_port()  # nothing listens there once the probe socket is closed
+    started = time.time()
+    result = run_cli("objective=synthetic", "search_space=branin", "tracking=none",
+                     f"ray.address=127.0.0.1:{port}", cwd=tmp_path, timeout=120)  # fmt: skip
+    assert result.returncode == 2
+    assert time.time() - started < 30  # Ray alone would retry for minutes
+    assert result.stderr.strip().splitlines() == [
+        f"ugro_hpo: error: ray.address=127.0.0.1:{port}: nothing answers there (Connection "
+        "refused); start the head node with `ray start --head` or fix the address"
+    ]
+    assert not (tmp_path / "outputs").exists()  # nothing half-written
+
+
+@pytest.fixture
+def two_node_cluster(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, str]]]:
+    """A Ray head and a worker node on 127.0.0.1 with token authentication; stopped by
+    process group (never `ray stop`, which would end other people's Ray instances)."""
+    port = _free_port()
+    node_log = tmp_path / "nodes"
+    node_log.mkdir()
+    token = os.urandom(16).hex()
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": token,
+        "UGRO_TEST_NODE_LOG": str(node_log),
+    }
+    ray = str(Path(sys.executable).with_name("ray"))
+    common = ["--num-cpus=1", "--block", "--disable-usage-stats"]
+    processes = [subprocess.Popen([ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                                   "--include-dashboard=false", *common], env=env, start_new_session=True,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
+    try:
+        time.sleep(6)
+        processes.append(subprocess.Popen([ray, "start", f"--address=127.0.0.1:{port}", *common], env=env,
+                                          start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+        time.sleep(6)
+        yield f"127.0.0.1:{port}", node_log, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    finally:
+        for process in reversed(processes):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        time.sleep(3)
+        for process in reversed(processes):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_trials_run_on_both_nodes_of_an_existing_cluster(two_node_cluster, tmp_path: Path) -> None:
+    address, node_log, auth = two_node_cluster
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | auth
+    result = subprocess.run(
+        [sys.executable, "-m", "ugro_hpo", "search_space=quadratic", "objective=custom",
+         "objective.fn=fixture_objectives:where_am_i", "tracking=none", "n_trials=6", "parallel_jobs=2",
+         "resources.cpu=1", f"ray.address={address}", "scheduler=fifo"],
+        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    nodes = {p.read_text() for p in node_log.iterdir()}
+    assert len(nodes) == 2, nodes
+    assert auth["RAY_AUTH_TOKEN"] not in result.stdout + result.stderr
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    url = os.environ.get("UGRO_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip(
+            "no PostgreSQL server: set UGRO_TEST_POSTGRES_URL (scripts/start-postgres starts one)"
+        )
+    import sqlalchemy
+
+    try:
+        with sqlalchemy.create_engine(url).connect():
+            pass
+    except Exception as exc:
+        pytest.skip(f"PostgreSQL at UGRO_TEST_POSTGRES_URL is not reachable: {type(exc).__name__}")
+    return url
+
+
+def test_two_drivers_share_one_postgres_study(
+    postgres_url: str, tmp_path: Path, ray_address: str
+) -> None:
+    name = f"shared-{os.getpid()}-{time.time_ns()}"
+    args = [*SLOW, f"study_name={name}", f"storage={postgres_url}", f"ray.address={ray_address}", "tracking=none",
+            "parallel_jobs=1", "n_trials=8"]  # fmt: skip
+    drivers = []
+    for index in range(2):
+        (tmp_path / f"driver{index}").mkdir()
+        drivers.append(start_driver(*args, cwd=tmp_path / f"driver{index}"))
+    try:
+        outputs = [d.communicate(timeout=300) for d in drivers]
+    finally:
+        for driver in drivers:
+            stop_group(driver)
+    for driver, (_, stderr) in zip(drivers, outputs, strict=True):
+        assert driver.returncode == 0, stderr[-3000:]
+    study = study_of(postgres_url, name)
+    finished = [
+        t
+        for t in study.trials
+        if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    ]
+    assert len(finished) == 8
+    assert len({t.number for t in finished}) == 8
+    assert max(Counter(tuple(sorted(t.params.items())) for t in finished).values()) == 1
+    drivers_seen = {t.user_attrs.get("driver") for t in finished}
+    assert len(drivers_seen) == 2  # both drivers did part of the work
+    optuna.delete_study(study_name=name, storage=postgres_url)
+
+
+@pytest.mark.slow
+def test_five_hundred_trials_each_present_once_everywhere(tmp_path: Path, ray_address: str) -> None:
+    result = run_cli("objective=synthetic", "search_space=quadratic", "max_steps=2", "eval_every=1", "n_trials=500",
+                     "parallel_jobs=8", "resources.cpu=0.25", "scheduler=fifo", "tracking=dual",
+                     "wandb.project=load", "wandb.mode=offline", f"ray.address={ray_address}", "study_name=load",
+                     cwd=tmp_path, timeout=3600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = study_of(f"sqlite:///{tmp_path / 'outputs' / 'studies.db'}", "load")
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == len(set(numbers)) and count(tmp_path / "outputs" / "studies.db") == 500
+    rows = (
+        next((tmp_path / "outputs" / "load").glob("*/trials.csv"))
+        .read_text()
+        .strip()
+        .splitlines()[1:]
+    )
+    assert sorted(int(r.split(",")[0]) for r in rows) == sorted(numbers)
+    from wandb_records import read_runs
+
+    wandb_numbers = [r.config["trial_number"] for r in read_runs(tmp_path / "outputs" / "wandb")]
+    assert len(wandb_numbers) == len(set(wandb_numbers)) == len(numbers)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("ugro-hpo").experiment_id], max_results=5000
+    )
+    mlflow_numbers = [
+        int(r.data.tags["ugro.trial_number"])
+        for r in runs
+        if r.data.tags.get("ugro.role") == "trial"
+    ]
+    assert sorted(mlflow_numbers) == sorted(numbers)
