@@ -92,9 +92,11 @@ def compose(tmp_path: Path) -> Callable[..., Any]:
     register_resolvers()
 
     def _compose(*overrides: str) -> Any:
+        # No report unless a test asks (report=true): plotting would add seconds to every study.
         with initialize_config_dir(str(conf_dir()), version_base="1.3"):
             return hydra_compose(
-                "config", overrides=[f"outputs_dir={tmp_path / 'outputs'}", *overrides]
+                "config",
+                overrides=[f"outputs_dir={tmp_path / 'outputs'}", "report=false", *overrides],
             )
 
     return _compose

@@ -333,3 +333,13 @@ def test_the_dry_run_plan_shows_a_storage_url_without_its_password(compose, tmp_
     cfg = compose(f"storage=postgresql://ugro:{password}@db.example:5432/studies")
     text = describe(build_plan(cfg, tmp_path / "run"))
     assert "postgresql://ugro:***@db.example:5432/studies" in text and password not in text
+
+
+def test_the_shell_s_working_directory_is_not_taken_for_a_password(tmp_path: Path) -> None:
+    """PWD ends in a secret-looking segment (pwd), but it is the working directory: the
+    end-of-study table must still show where the run directory is."""
+    result = run_cli("objective=synthetic", "search_space=branin", "max_steps=1", "eval_every=1",
+                     "n_trials=1", "tracking=none", "report=false", cwd=tmp_path,
+                     env={"PWD": str(tmp_path), "DB_PASSWORD": "hunter2-but-longer"})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"Run directory: {tmp_path}/outputs/" in result.stdout

@@ -117,7 +117,7 @@ def mlflow_runs(uri: str, experiment: str, study_name: str):
 def test_mlflow_server_gets_one_parent_and_one_nested_run_per_trial(
     study, mlflow_server, space_file
 ) -> None:
-    result = study(*overrides(space_file, "ml-study"), "tracking=mlflow",
+    result = study(*overrides(space_file, "ml-study"), "tracking=mlflow", "report=true",
                    f"mlflow.tracking_uri={mlflow_server.uri}", "mlflow.experiment_name=ugro-tests")  # fmt: skip
     client, parents, children = mlflow_runs(mlflow_server.uri, "ugro-tests", "ml-study")
     assert len(parents) == 1 and len(children) == 6
@@ -129,7 +129,9 @@ def test_mlflow_server_gets_one_parent_and_one_nested_run_per_trial(
     assert parent.data.params["function"] == "quadratic"
     assert "best_value" in parent.data.metrics
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"summary.json", "best_params.yaml", "trials.csv"} <= artifacts
+    assert {"summary.json", "best_params.yaml", "trials.csv", "report"} <= artifacts
+    report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/index.html", "report/optimization_history.png"} <= report
 
     by_number = {int(c.data.tags["ugro.trial_number"]): c for c in children}
     assert sorted(by_number) == list(range(6))
@@ -158,6 +160,7 @@ def test_wandb_offline_writes_one_run_per_trial(study, space_file, tmp_path: Pat
         "tracking=wandb",
         "wandb.project=ugro-tests",
         "wandb.mode=offline",
+        "report=true",
     )
     runs = read_runs(tmp_path / "outputs" / "wandb")
     assert len(runs) == 6
@@ -184,6 +187,13 @@ def test_wandb_offline_writes_one_run_per_trial(study, space_file, tmp_path: Pat
         result.records[complete.config["trial_number"]].values["value"]
     )
     assert result.summary["tracking"]["wandb"]["location"].startswith("ugro-tests (offline")
+    (study_run,) = read_runs(tmp_path / "outputs" / "wandb", job_type="study")
+    assert study_run.group == "wb-study" and study_run.exit_code == 0
+    assert study_run.summary["trials_complete"] == result.summary["counts"]["complete"]
+    assert {"importance/value/x1", "importance/value/x2"} <= set(study_run.summary)
+    logged = {key for row in study_run.history for key in row}
+    assert logged >= {"report/optimization_history/_type", "report/slices/_type"}  # W&B images
+    assert study_run.artifacts == [("report-wb-study", "report")]
 
 
 def test_dual_tracking_logs_both_with_cross_references(

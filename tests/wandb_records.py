@@ -72,6 +72,7 @@ class OfflineRun:
     summary: dict[str, Any] = field(default_factory=dict)
     exit_code: int | None = None
     has_system_metrics: bool = False
+    artifacts: list[tuple[str, str]] = field(default_factory=list)  # (name, type)
 
 
 def _value(item: Any) -> Any:
@@ -110,11 +111,15 @@ def read_run(run_dir: Path) -> OfflineRun:
             run.exit_code = record.exit.exit_code
         elif kind == "stats":
             run.has_system_metrics = True
+        elif kind == "artifact":
+            run.artifacts.append((record.artifact.name, record.artifact.type))
     for key in list(run.config):  # wandb stores user config entries as {"value": ...}
         if isinstance(run.config[key], dict) and set(run.config[key]) == {"value"}:
             run.config[key] = run.config[key]["value"]
     return run
 
 
-def read_runs(wandb_dir: Path) -> list[OfflineRun]:
-    return [read_run(d) for d in sorted(wandb_dir.glob("offline-run-*"))]
+def read_runs(wandb_dir: Path, job_type: str = "trial") -> list[OfflineRun]:
+    """The offline runs of one job type: ``trial`` (one per trial) or ``study`` (one per study)."""
+    runs = [read_run(d) for d in sorted(wandb_dir.glob("offline-run-*"))]
+    return [r for r in runs if r.job_type == job_type]

@@ -7,11 +7,14 @@ extra `key=value` arguments after the flags are passed through as overrides too.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ugro_hpo.app import conf_dir
+from ugro_hpo.stored import DEFAULT_STORAGE
 
 
 def quote(value: str) -> str:
@@ -107,12 +110,57 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--export-best", help="also write the best parameters to this YAML file")
     sweep.add_argument("--dry-run", action="store_true", help="validate and print the plan only")
     sweep.add_argument("overrides", nargs="*", help="further Hydra overrides, key=value")
+    add_stored_commands(hpo)
     return parser
+
+
+def add_stored_commands(commands: Any) -> None:
+    """analyze, export-best and train-best: commands on a study already in storage."""
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("--study-name", required=True)
+        sub.add_argument("--storage", default=DEFAULT_STORAGE,
+                         help=f"Optuna storage URL (default {DEFAULT_STORAGE})")  # fmt: skip
+        return sub
+
+    analyze = command("analyze", "rebuild summary, trials table, best parameters and report/")
+    analyze.add_argument("--output-dir", help="default outputs/<study>/analysis_<time>")
+    export = command("export-best", "write the best parameters to a YAML file")
+    export.add_argument("--output", required=True)
+    train = command("train-best", "train once more with the best parameters and save the adapter")
+    train.add_argument("--max-steps", type=int, help="default: the study's max_steps")
+    train.add_argument("--output-dir", help="default outputs/<study>/best_trial_<n>_<steps>_steps")
+
+
+def run_stored_command(args: argparse.Namespace) -> None:
+    """Run analyze / export-best / train-best; bad input is one line and exit code 2."""
+    from ugro_hpo import stored
+    from ugro_hpo.app import fail, load_secrets
+    from ugro_hpo.errors import UserError
+
+    load_secrets()
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s",
+                        datefmt="%H:%M:%S")  # fmt: skip
+    output_dir = getattr(args, "output_dir", None)
+    try:
+        if args.action == "analyze":
+            stored.analyze(args.study_name, args.storage, Path(output_dir) if output_dir else None)
+        elif args.action == "export-best":
+            stored.export_best(args.study_name, args.storage, Path(args.output))
+        else:
+            out = Path(output_dir) if output_dir else None
+            stored.train_best(args.study_name, args.storage, out, args.max_steps)
+    except UserError as exc:
+        fail(str(exc), exc.exit_code)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`ugro` console script."""
     args = _parser().parse_args(argv)
+    if args.action != "sweep":
+        run_stored_command(args)
+        return
     overrides = sweep_overrides(args)
     from ugro_hpo import app
 

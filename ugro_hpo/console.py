@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ugro_hpo.results import TrialRecord
@@ -17,10 +18,11 @@ def _format(value: Any) -> str:
 def summary_table(summary: dict[str, Any], top: list[TrialRecord], space: SearchSpace) -> str:
     """The end-of-study text: counts, the top trials with parameters and metrics, file locations."""
     counts = summary["counts"]
+    took = f" in {summary['duration_s']:.1f} s" if summary.get("duration_s") is not None else ""
     lines = [
         f"Study {summary['study_name']}: {summary['status']}, {summary['finished']}/{summary['n_trials']} trials finished "
         f"({counts['complete']} complete, {counts['pruned']} pruned, {counts['infeasible']} infeasible, "
-        f"{counts['failed']} failed) in {summary['duration_s']:.1f} s",
+        f"{counts['failed']} failed){took}",
     ]
     if top:
         headers = ["trial", *space.metric_names, *space.names]
@@ -32,5 +34,8 @@ def summary_table(summary: dict[str, Any], top: list[TrialRecord], space: Search
     else:
         lines.append("No trial completed.")
     lines.append(f"Run directory: {summary['run_dir']}")
+    report = Path(summary["run_dir"]) / "report" / "index.html"
+    if report.is_file():
+        lines.append(f"Report: {report}")
     lines.append(f"Study storage: {summary['storage']} (study {summary['study_name']})")
     return "\n".join(lines)

@@ -133,6 +133,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
     """Run trials until the study has ``n_trials`` finished ones (or something ends it early)."""
     from ray import tune
 
+    from ugro_hpo.progress import Progress
     from ugro_hpo.run_control import FailureStreak, Heartbeat, InterruptWatch
     from ugro_hpo.searcher import StudySearcher
     from ugro_hpo.storage import HEARTBEAT_S, INTERRUPTED, sampler_seed_offset
@@ -145,10 +146,19 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
     watch = InterruptWatch()
     experiment = time.strftime("%Y-%m-%d_%H-%M-%S")
     deadline = time.time() + (plan.time_budget_s or float("inf"))
+    objectives = plan.search_space.objectives
+    progress = Progress(
+        plan.n_trials,
+        metric=objectives[0].name if len(objectives) == 1 else None,
+        direction=objectives[0].direction,
+        existing=opened.study.get_trials(deepcopy=False),
+        interval_s=plan.progress_interval_s,
+    )
 
     def finished(trial_id: str, frozen: Any) -> None:
         streak.record(frozen.state.name == "FAIL", frozen.user_attrs.get("error"))
         bridge.trial_finished(trial_id, frozen)
+        progress.trial_finished(frozen)
 
     searcher = StudySearcher(
         space=plan.search_space,
@@ -191,7 +201,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
         run_config=tune.RunConfig(
             name=experiment,
             storage_path=str(plan.ray_dir),
-            callbacks=[watch, bridge, *components.callbacks],
+            callbacks=[watch, bridge, progress, *components.callbacks],
             stop=streak,
             verbose=min(max(plan.verbose - 1, 0), 3),
             failure_config=tune.FailureConfig(max_failures=plan.max_failures),
@@ -203,6 +213,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
             tuner.fit()
     finally:
         watch.restore()
+        progress.close()
     if watch.interrupted.is_set():
         outcome = Outcome("interrupted", "interrupted by a signal")
     elif streak.tripped:

@@ -55,6 +55,8 @@ class Plan:
     max_consecutive_failures: int
     trial_timeout_s: float | None
     time_budget_s: float | None
+    progress_interval_s: float
+    report: bool
     config: dict[str, Any] = field(repr=False)
     checked_objective: Any = field(default=None, repr=False, compare=False)
     """The objective built and checked on the driver (trials build their own from the spec)."""
@@ -143,6 +145,8 @@ def build_plan(cfg: Any, run_dir: str | Path) -> Plan:
         max_consecutive_failures=_integer(data, "max_consecutive_failures", minimum=0),
         trial_timeout_s=_seconds(data, "trial_timeout_s"),
         time_budget_s=_seconds(data, "time_budget_s"),
+        progress_interval_s=_seconds(data, "progress_interval_s") or 30.0,
+        report=bool(data.get("report", True)),
         config=data,
         checked_objective=checked_objective,
     )

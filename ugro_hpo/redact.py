@@ -45,6 +45,7 @@ _ASSIGNMENT = re.compile(
     r"(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<sep>['\"]?[ \t]*[=:][ \t]*)(?P<value>'[^']*'|\"[^\"]*\"|[^\s,;'\"}\]]+)"
 )
 _known: set[str] = set()
+_SHELL_DIRECTORIES = {"PWD", "OLDPWD"}
 
 
 def is_secret_name(name: object) -> bool:
@@ -76,9 +77,10 @@ def register(*values: object) -> None:
 
 
 def register_environment(environ: Iterable[tuple[str, str]] | None = None) -> None:
-    """Every environment variable with a secret-looking name is a secret value."""
+    """Every environment variable with a secret-looking name is a secret value (except the
+    shell's PWD and OLDPWD, which are working directories, not passwords)."""
     for name, value in environ if environ is not None else os.environ.items():
-        if is_secret_name(name):
+        if is_secret_name(name) and name not in _SHELL_DIRECTORIES:
             register(value)
 
 

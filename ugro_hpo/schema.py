@@ -58,6 +58,8 @@ class AppSchema:
     max_consecutive_failures: int = MISSING
     trial_timeout_s: float | None = MISSING
     time_budget_s: float | None = MISSING
+    progress_interval_s: float = MISSING
+    report: bool = MISSING
     verbose: int = MISSING
     ray: RaySchema = field(default_factory=RaySchema)
     resources: ResourcesSchema = field(default_factory=ResourcesSchema)

@@ -60,6 +60,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     quiet_optuna()
     # We renew heartbeats ourselves (Optuna's own renewal lives in Study.optimize).
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if url.startswith("sqlite:///") and ":memory:" not in url:
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     try:

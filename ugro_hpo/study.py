@@ -51,6 +51,7 @@ def run(cfg: Any, run_dir: str | None = None, echo: bool = True) -> StudyResult:
     from ugro_hpo.launcher import build_components, ensure_ray, run_trials
     from ugro_hpo.snapshot import log_file, write_config_snapshot
     from ugro_hpo.storage import open_study
+    from ugro_hpo.stored import remember_run
 
     components = build_components(plan)
     objective = plan.checked_objective
@@ -60,6 +61,7 @@ def run(cfg: Any, run_dir: str | None = None, echo: bool = True) -> StudyResult:
     trackers = components.trackers
     trackers.connect()
     opened = open_study(plan)
+    remember_run(opened.study, plan)
     write_config_snapshot(plan)
     with log_file(plan):
         try:
@@ -137,56 +139,43 @@ def finish(
     trackers: Any = None,
     outcome: Any = None,
 ) -> StudyResult:
-    """Read the study back, write summary.json, best_params.yaml and trials.csv, and hand
+    """Read the study back, write its files (summary, best parameters, trials, report) and hand
     them to the trackers."""
     from ugro_hpo import exports
     from ugro_hpo.console import summary_table
     from ugro_hpo.redact import redact_data, redact_url
-    from ugro_hpo.results import best_entry, counts, pareto_front, ranked, trial_records
     from ugro_hpo.storage import finished_count
+    from ugro_hpo.study_files import summarize, write_study_files
 
-    space = plan.search_space
-    records = trial_records(study, space)
-    ordered = ranked(records, space)
-    finished = finished_count(study)
-    summary: dict[str, Any] = {
-        "study_name": plan.study_name,
-        "status": _status(finished, plan.n_trials, outcome),
+    facts = {
+        "status": _status(finished_count(study), plan.n_trials, outcome),
         "reason": getattr(outcome, "reason", None),
         "n_trials": plan.n_trials,
-        "finished": finished,
-        "counts": counts(records),
-        "objectives": [{"name": o.name, "direction": o.direction} for o in space.objectives],
-        "best": best_entry(ordered[0]) if ordered else None,
         "duration_s": round(duration_s, 3),
         "run_dir": str(plan.run_dir),
         "storage": redact_url(plan.storage),
         "ray_dir": str(plan.ray_dir),
-        "search_space": space.source,
+        "search_space": plan.search_space.source,
         "sampler": plan.sampler["_target_"],
         "scheduler": plan.scheduler["_target_"],
         "trackers": {name: spec["_target_"] for name, spec in plan.callbacks.items()},
     }
-    if space.is_multi_objective:
-        complete = [r for r in records if r.state == "complete"]
-        summary["pareto_front"] = [best_entry(r) for r in pareto_front(complete, space)]
-    summary = redact_data(summary)
-    files = [
-        exports.write_summary(plan.run_dir, summary),
-        exports.write_best_params(plan.run_dir / "best_params.yaml", summary),
-        exports.write_trials_csv(plan.run_dir, records, space),
-    ]
-    if plan.export_best is not None:
-        exports.write_best_params(plan.export_best, summary)
+    space = plan.search_space
+    result = summarize(study, space, facts)
+    result = write_study_files(study, space, result, plan.run_dir, plan.report, plan.export_best)
+    summary = result.summary
     if trackers:
-        trackers.study_finished(summary, files)
+        handed = [p for p in result.files if p.parent == plan.run_dir]
+        if plan.report and (plan.run_dir / "report").is_dir():
+            handed.append(plan.run_dir / "report")
+        trackers.study_finished(summary, handed)
         summary["tracking"] = redact_data(trackers.status())
         exports.write_summary(plan.run_dir, summary)
     if echo:
-        print(summary_table(summary, ordered[:5], space), flush=True)
+        print(summary_table(summary, result.ordered[:5], space), flush=True)
         for line in trackers.messages if trackers else []:
             print(line, flush=True)
-    return StudyResult(plan=plan, status=summary["status"], summary=summary, records=records)
+    return StudyResult(plan=plan, status=summary["status"], summary=summary, records=result.records)
 
 
 def _status(finished: int, n_trials: int, outcome: Any) -> str:

@@ -124,19 +124,28 @@ class WandbTracker(Tracker):
         self.user_tags = [f"{k}:{v}"[:MAX_TAG] for k, v in info.tags.items()]
 
     def trial_started(self, start: TrialStart) -> str:
-        import wandb
-
         info = self.info
         assert info is not None
         config = {**start.params, **info.describe, "max_steps": info.max_steps, "study_name": info.study_name,
                   "trial_number": start.number}  # fmt: skip
+        tags = [f"trial-{start.number}", f"trial_id-{start.trial_id}"[:MAX_TAG]]
+        run = self._init("trial", f"trial-{start.number}", tags, config)
+        self.runs[start.trial_id] = run
+        self.count += 1
+        return str(run.id)
+
+    def _init(self, job_type: str, name: str, tags: list[str], config: dict[str, Any]) -> Any:
+        """A run of this study's group, with our settings."""
+        import wandb
+
+        assert self.info is not None
         run = wandb.init(
             project=self.project,
             entity=self.entity,
-            group=info.study_name[:128],
-            job_type="trial",
-            name=f"trial-{start.number}",
-            tags=[f"trial-{start.number}", f"trial_id-{start.trial_id}"[:MAX_TAG], *self.user_tags],
+            group=self.info.study_name[:128],
+            job_type=job_type,
+            name=name,
+            tags=[*tags, *self.user_tags],
             config=redact_data(config),
             dir=str(self.dir),
             mode=self.mode,  # type: ignore[arg-type]  # one of MODES' values
@@ -151,11 +160,9 @@ class WandbTracker(Tracker):
                 disable_git=True,
             ),
         )
-        self.runs[start.trial_id] = run
-        self.count += 1
         if self.mode == "offline":
             self.offline_dirs.append(str(Path(run.dir).parent))
-        return str(run.id)
+        return run
 
     def link(self, trial_id: str, run_ids: dict[str, str]) -> None:
         others = {f"{name}_run_id": run_id for name, run_id in run_ids.items() if name != self.name}
@@ -183,12 +190,47 @@ class WandbTracker(Tracker):
 
     def study_finished(self, summary: dict[str, Any], files: list[Path]) -> list[str]:
         self.close()
+        if self.mode != "disabled" and self.info is not None:
+            self._log_study(summary, files)
         if self.mode == "offline" and self.count:
-            return [f"W&B: {self.count} run(s) written offline under {self.dir / 'wandb'}; upload them with: "
+            return [f"W&B: {self.count} run(s) of trials and a study run written offline under {self.dir / 'wandb'}; upload them with: "
                     f"wandb sync {self.dir / 'wandb'}/offline-run-*"]  # fmt: skip
         return [
-            f"W&B: {self.count} run(s) in project {self.location()}, group {summary.get('study_name')}"
+            f"W&B: {self.count} run(s) of trials and a study run in project {self.location()}, group {summary.get('study_name')}"
         ]
+
+    def _log_study(self, summary: dict[str, Any], files: list[Path]) -> None:
+        """One run per study (job type ``study``): best values, counts, importances, the report's
+        plots as images, and the study's files as a ``report`` artifact."""
+        import wandb
+
+        info = self.info
+        assert info is not None
+        config = {**info.describe, **info.settings, "max_steps": info.max_steps, "n_trials": info.n_trials,
+                  "sampler": info.sampler, "scheduler": info.scheduler, "search_space": info.search_space}  # fmt: skip
+        run = self._init("study", f"study-{info.study_name}"[:128], ["study"], config)
+        try:
+            best = summary.get("best") or {}
+            values: dict[str, Any] = {
+                f"best_{k}": v for k, v in (best.get("metrics") or {}).items()
+            }
+            values.update({f"trials_{k}": v for k, v in (summary.get("counts") or {}).items()})
+            values.update(status=summary.get("status"), best_trial=best.get("trial"))
+            for metric, scores in (summary.get("importances") or {}).items():
+                values.update({f"importance/{metric}/{k}": v for k, v in scores.items()})
+            run.summary.update(values)
+            plots = [p for d in files if d.is_dir() for p in sorted(d.glob("*.png"))]
+            if plots:
+                run.log({f"report/{p.stem}": wandb.Image(str(p)) for p in plots})
+            artifact = wandb.Artifact(f"report-{info.study_name}"[:128], type="report")
+            for path in files:  # file by file: add_dir would print to our console
+                for item in sorted(path.iterdir()) if path.is_dir() else [path]:
+                    if item.is_file():
+                        name = f"{path.name}/{item.name}" if path.is_dir() else item.name
+                        artifact.add_file(str(item), name=name)
+            run.log_artifact(artifact)
+        finally:
+            run.finish()
 
     def close(self) -> None:
         """Finish every run still open (an interrupted or failed study)."""
