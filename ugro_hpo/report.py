@@ -106,6 +106,7 @@ def write_report(
     from ugro_hpo.report_page import render_page
 
     matplotlib.use("Agg")  # files only, never a window
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     directory.mkdir(parents=True, exist_ok=True)
     report = Report(directory)
     for name, draw in _plots(study, space, summary.get("importances") or {}):
@@ -155,6 +156,7 @@ def _plots(
         return need(MIN_TRIALS, "") or _save(
             vis.plot_parallel_coordinate(study, params=ranked, target=target, target_name=metric),
             path,
+            size=(max(8.0, 1.6 * len(ranked) + 2), 6.0),  # room for every axis and the legend
         )
 
     def importance(path: Path) -> str | None:
@@ -198,13 +200,14 @@ def _bar_chart(scores: dict[str, float], title: str) -> Any:
     return ax
 
 
-def _save(axes: Any, path: Path) -> str | None:
+def _save(axes: Any, path: Path, size: tuple[float, float] | None = None) -> str | None:
     """Save the figure behind ``axes`` (one Axes or an array of them) and free it; None: drawn."""
     import matplotlib.pyplot as plt
     import numpy as np
 
     figure = np.atleast_1d(axes).flat[0].figure
-    figure.set_size_inches(max(figure.get_size_inches()[0], 8), figure.get_size_inches()[1])
+    width, height = figure.get_size_inches()
+    figure.set_size_inches(*(size or (max(width, 8), height)))
     figure.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(figure)
     return None

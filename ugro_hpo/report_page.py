@@ -35,10 +35,10 @@ def _cell(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+def _table(headers: list[str] | None, rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers or [])
     body = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<table>{f'<tr>{head}</tr>' if head else ''}{body}</table>"
 
 
 def render_page(summary: dict[str, Any], report: Report, top: list[Any], space: SearchSpace) -> str:
@@ -55,7 +55,7 @@ def render_page(summary: dict[str, Any], report: Report, top: list[Any], space: 
     ]
     parts = [
         f"<h1>Study {html.escape(str(summary.get('study_name')))}</h1>",
-        _table(["", ""], facts),
+        _table(None, facts),
     ]
     if top:
         names = space.metric_names + space.names

@@ -126,7 +126,6 @@ def analyze(study_name: str, storage: str, output_dir: Path | None) -> Path:
         summary_table({**result.summary, "duration_s": None}, result.ordered[:5], stored.space),
         flush=True,
     )
-    print(f"Report: {out / 'report' / 'index.html'}", flush=True)
     return out
 
 
