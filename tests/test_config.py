@@ -74,7 +74,20 @@ def test_defaults_are_the_documented_ones(compose) -> None:
 
     cfg = compose()
     assert cfg.objective._target_.endswith("LoraObjective")
-    assert cfg.search._target_ == "optuna.samplers.TPESampler"
-    assert cfg.search.constant_liar is True
+    assert cfg.search._target_ == "ugro_hpo.samplers.auto_sampler"
     assert cfg.scheduler._target_ == "ray.tune.schedulers.ASHAScheduler"
     assert cfg.storage.endswith("/studies.db")
+
+
+def test_search_auto_picks_a_gp_for_small_numeric_spaces_and_tpe_otherwise(compose) -> None:
+    from ugro_hpo.plan import build_plan, build_sampler
+
+    def chosen(*overrides: str):
+        plan = build_plan(compose(*overrides), "unused")
+        return plan.sampler_name, build_sampler(plan)
+
+    name, _ = chosen("objective=synthetic", "search_space=branin")
+    assert name == "optuna.samplers.GPSampler"
+    for overrides in ((), ("search_space=lora_conditional",)):  # a categorical; conditions
+        name, sampler = chosen(*overrides)
+        assert name == "optuna.samplers.TPESampler" and sampler._constant_liar

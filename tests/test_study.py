@@ -252,11 +252,14 @@ def _min_distance_of_concurrent_asks(sampler, seed: int) -> float:
     return min(math.dist(a, b) for a, b in itertools.combinations(batch, 2))
 
 
-def test_parallel_tpe_does_not_propose_near_duplicates(compose) -> None:
+@pytest.mark.parametrize("search", ["tpe", "auto"])
+def test_parallel_samplers_do_not_propose_near_duplicates(compose, search: str) -> None:
     from ugro_hpo.plan import build_plan, build_sampler
 
     distances = []
-    for seed in range(8):
-        plan = build_plan(compose(*QUICK, "search=tpe", f"seed={seed}"), "unused")
+    for seed in range(8 if search == "tpe" else 3):  # auto on branin is a GP: slower per ask
+        cfg = compose(*QUICK, "search_space=branin", f"search={search}", f"seed={seed}")
+        plan = build_plan(cfg, "unused")
+        assert plan.sampler_name.endswith("GPSampler" if search == "auto" else "TPESampler")
         distances.append(_min_distance_of_concurrent_asks(build_sampler(plan), seed))
     assert min(distances) > 0.05  # in units of the search range; without constant liar they crowd

@@ -123,7 +123,7 @@ def test_mlflow_server_gets_one_parent_and_one_nested_run_per_trial(
     assert len(parents) == 1 and len(children) == 6
     parent = parents[0]
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
-    assert parent.data.tags["ugro.sampler"] == "optuna.samplers.TPESampler"
+    assert parent.data.tags["ugro.sampler"] == "optuna.samplers.TPESampler"  # auto: constraints
     assert parent.data.tags["ugro.scheduler"] == "ray.tune.schedulers.FIFOScheduler"
     assert parent.data.params["max_steps"] == "5" and parent.data.params["n_trials"] == "6"
     assert parent.data.params["function"] == "quadratic"

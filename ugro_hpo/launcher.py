@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +85,9 @@ def ensure_ray(plan: Plan) -> None:
         os.environ.setdefault(key, value)
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    # Ray times the define-by-run space, which includes the sampler's own work: a Gaussian
+    # process takes a second or two per ask, which is the point of it, not a mistake.
+    warnings.filterwarnings("ignore", message="Define-by-run function passed in the `space`")
     if ray.is_initialized():
         return
     options: dict[str, Any] = {

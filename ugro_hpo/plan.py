@@ -29,6 +29,7 @@ class Plan:
     """Everything one study needs, validated and resolved."""
 
     study_name: str
+    sampler_name: str  # the Optuna sampler class in use (search=auto decides from the space)
     n_trials: int
     parallel_jobs: int
     seed: int
@@ -111,7 +112,7 @@ def build_plan(cfg: Any, run_dir: str | Path) -> Plan:
     checked_objective.check(space)
 
     sampler = _component(data, "search")
-    _build_sampler(sampler, space, seed=int(data["seed"]))
+    sampler_name = _sampler_name(_build_sampler(sampler, space, seed=int(data["seed"])))
     scheduler = _component(data, "scheduler")
     check_importable(scheduler, "scheduler")
     callbacks = _callbacks(data)
@@ -133,6 +134,7 @@ def build_plan(cfg: Any, run_dir: str | Path) -> Plan:
         search_space=space,
         objective=objective,
         sampler=sampler,
+        sampler_name=sampler_name,
         scheduler=scheduler,
         callbacks=callbacks,
         tracking_required=bool((data.get("tracking") or {}).get("required", True)),
@@ -183,6 +185,14 @@ def _build_sampler(spec: Mapping[str, Any], space: SearchSpace, seed: int) -> An
     if not isinstance(sampler, optuna.samplers.BaseSampler):
         raise ConfigError(f"search: {spec['_target_']!r} did not give an Optuna sampler")
     return sampler
+
+
+def _sampler_name(sampler: Any) -> str:
+    """The Optuna class a sampler is (or extends), by its public name."""
+    for cls in type(sampler).__mro__:
+        if cls.__module__.startswith("optuna.samplers"):
+            return f"optuna.samplers.{cls.__name__}"
+    return f"{type(sampler).__module__}.{type(sampler).__name__}"
 
 
 def build_sampler(plan: Plan, seed_offset: int = 0) -> Any:
@@ -305,7 +315,7 @@ def describe(plan: Plan) -> str:
     lines += [f"  objective    {o.name} ({o.direction})" for o in space.objectives]
     lines += [
         f"objective    {plan.objective['_target_']}  (max_steps {plan.max_steps}, eval_every {plan.eval_every})",
-        f"sampler      {plan.sampler['_target_']}",
+        f"sampler      {plan.sampler_name}",
         f"scheduler    {plan.scheduler['_target_']}",
         "trackers     "
         + (", ".join(f"{n} ({c['_target_']})" for n, c in plan.callbacks.items()) or "none"),

@@ -103,7 +103,7 @@ def study_info(plan: Plan, opened: Any, objective: Any) -> Any:
         resumed=opened.resumed,
         n_trials=plan.n_trials,
         max_steps=plan.max_steps,
-        sampler=plan.sampler["_target_"],
+        sampler=plan.sampler_name,
         scheduler=plan.scheduler["_target_"],
         search_space=plan.search_space.source,
         objectives=[
@@ -156,7 +156,7 @@ def finish(
         "storage": redact_url(plan.storage),
         "ray_dir": str(plan.ray_dir),
         "search_space": plan.search_space.source,
-        "sampler": plan.sampler["_target_"],
+        "sampler": plan.sampler_name,
         "scheduler": plan.scheduler["_target_"],
         "trackers": {name: spec["_target_"] for name, spec in plan.callbacks.items()},
     }

@@ -41,7 +41,7 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--searches", default="tpe,random")
     args = parser.parse_args()
-    ray.init(num_cpus=args.parallel, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=args.parallel, include_dashboard=False, log_to_driver=False)
     started = time.time()
     results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as scratch:
