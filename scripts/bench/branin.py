@@ -1,6 +1,6 @@
-"""Sample efficiency on Branin: the default sampler vs random search, 40 trials, 2 at a time.
+"""Sample efficiency on Branin: the default sampler (auto) vs TPE and random search, 40 trials, 2 at a time.
 
-    .venv/bin/python scripts/bench/branin.py [--seeds 10] [--trials 40] [--parallel 2]
+    .venv/bin/python scripts/bench/branin.py [--seeds 10] [--trials 40] [--parallel 2] [--searches auto,tpe,random]
 
 Runs every study through ugro_hpo itself (one Ray instance for all), writes
 outputs/bench/branin.json, and prints a one-line verdict. Branin's minimum is 0.397887.
@@ -39,7 +39,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--parallel", type=int, default=2)
-    parser.add_argument("--searches", default="tpe,random")
+    parser.add_argument("--searches", default="auto,tpe,random")
     args = parser.parse_args()
     ray.init(address="local", num_cpus=args.parallel, include_dashboard=False, log_to_driver=False)
     started = time.time()
