@@ -119,6 +119,11 @@ def test_asha_stops_poor_trials_early(study) -> None:
     pruned = [r for r in result.records if r.state == "pruned"]
     assert pruned
     assert all(r.last_step is not None and r.last_step < 8 for r in pruned)
+    # The result ASHA stopped a trial on is kept: its value, metrics and learning curve.
+    stored = optuna.load_study(study_name=result.plan.study_name, storage=result.plan.storage)
+    for record in pruned:
+        assert record.values["value"] is not None and "value" in record.metrics
+        assert record.last_step in stored.trials[record.number].intermediate_values
 
 
 def test_several_objectives_give_a_pareto_front(study) -> None:

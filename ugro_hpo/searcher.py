@@ -150,11 +150,16 @@ class StudySearcher(NotPersisted, OptunaSearch):
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         """Intermediate values go to Optuna (single objective), keyed by our step count."""
-        if STATE_KEY in result or self._is_multi() or trial_id in self._completed_trials:
+        if STATE_KEY in result or trial_id in self._completed_trials:
+            return
+        self._report(self._ot_trials[trial_id], result)
+
+    def _report(self, ot_trial: Any, result: dict[str, Any]) -> None:
+        if self._is_multi():
             return
         value, step = result.get(self._metrics[0]), result.get(STEP_KEY)
         if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(step, int):
-            self._ot_trials[trial_id].report(float(value), step)
+            ot_trial.report(float(value), step)
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -190,7 +195,11 @@ class StudySearcher(NotPersisted, OptunaSearch):
         elif outcome == "failed":
             ot_trial.set_user_attr("error", str(result.get(ERROR_KEY, "unknown error"))[:2000])
         elif outcome is None:
+            # A scheduler stopped it on this result, which Ray then gives only to us here.
             outcome = "pruned"
+            self._report(ot_trial, result)
+            if any(m in result for m in self._metrics):
+                ot_trial.set_user_attr("metrics", reported_metrics(result))
         if STEP_KEY in result:
             ot_trial.set_user_attr("last_step", int(result[STEP_KEY]))
         ot_trial.set_user_attr("state", outcome)
