@@ -38,6 +38,7 @@ def summarize(study: optuna.Study, space: SearchSpace, facts: dict[str, Any]) ->
     from ugro_hpo.results import best_entry, counts, pareto_front, ranked, trial_records
     from ugro_hpo.storage import finished_count
 
+    facts = dict(facts)
     records = trial_records(study, space)
     ordered = ranked(records, space)
     summary: dict[str, Any] = {
