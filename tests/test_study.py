@@ -60,6 +60,15 @@ def test_the_study_is_persisted_and_readable_by_optuna(study, tmp_path: Path) ->
     assert loaded.best_trial.number == result.summary["best"]["trial"]
 
 
+def test_sqlite_storage_writes_ahead_so_readers_never_wait(study) -> None:
+    import sqlite3
+
+    result = study(*QUICK, "study_name=wal")
+    path = result.plan.storage.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 def test_rerun_continues_up_to_n_trials(study) -> None:
     first = study(*QUICK, "study_name=resumed", "n_trials=4")
     second = study(*QUICK, "study_name=resumed", "n_trials=7")

@@ -98,7 +98,10 @@ class StudySearcher(NotPersisted, OptunaSearch):
             return None
         ot_trial.set_user_attr("ray_trial_id", trial_id)
         ot_trial.set_user_attr(DRIVER_ATTR, self._driver)
-        self.heartbeat()
+        # Alive from the start, so another driver never takes it for stale; the periodic
+        # heartbeat() renews it.
+        assert self._ot_study is not None
+        self._ot_study._storage.record_heartbeat(ot_trial._trial_id)
         config.setdefault(INTERNAL_KEY, {})["number"] = ot_trial.number
         return config
 
@@ -111,9 +114,10 @@ class StudySearcher(NotPersisted, OptunaSearch):
 
     def _counts(self) -> tuple[int, int]:
         assert self._ot_study is not None
-        storage, study_id = self._ot_study._storage, self._ot_study._study_id
-        finished = storage.get_n_trials(study_id, state=FINISHED_STATES)
-        return finished, storage.get_n_trials(study_id, state=(TrialState.RUNNING,))
+        # One read of the storage (each read costs a query); the cached trials are not copied.
+        trials = self._ot_study._storage.get_all_trials(self._ot_study._study_id, deepcopy=False)
+        finished = sum(t.state in FINISHED_STATES for t in trials)
+        return finished, sum(t.state == TrialState.RUNNING for t in trials)
 
     def _stand_down(self, trial_id: str) -> None:
         ot_trial = self._ot_trials.pop(trial_id)
