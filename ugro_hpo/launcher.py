@@ -145,6 +145,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
     from ugro_hpo.trainable import run_trial
 
     ensure_ray(plan)
+    _skip_callback_census()
     bridge = TrackingCallback(components.trackers)
     streak = FailureStreak(plan.max_consecutive_failures)
     watch = InterruptWatch()
@@ -230,6 +231,18 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
         INTERRUPTED if outcome.status == "interrupted" else f"stopped early: {outcome.reason}"
     )
     return outcome
+
+
+def _skip_callback_census() -> None:
+    """Ray Tune's usage telemetry counts the run's callbacks by class, and to do so imports its
+    MLflow, W&B, Comet and Aim integrations: about a second at every study start, for a tag.
+    The count is skipped; nothing else in Ray reads it."""
+    try:
+        from ray.air._internal import usage
+    except ImportError:  # moved in a later Ray: its own cost, nothing breaks
+        return
+    if hasattr(usage, "tag_callbacks"):
+        usage.tag_callbacks = lambda callbacks: False
 
 
 def trial_dirname(trial: Any) -> str:
