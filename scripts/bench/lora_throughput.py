@@ -1,23 +1,23 @@
 """Training throughput of a LoRA trial vs a bare peft loop: same model, data, batch, steps.
 
-    .venv/bin/python scripts/bench_lora_throughput.py [--steps 40] [--batch-size 16] [--repeats 3]
+    .venv/bin/python scripts/bench/lora_throughput.py [--steps 40] [--batch-size 16] [--repeats 3]
 
 Both loops run in this process, interleaved (A B A B ...), on the tiny Llama of the default
 study (built on first use). Tokens per second are timed around the training steps only; the
 trial's evaluation (once, at the end) is outside the timed part in both. Writes
-outputs/bench/lora_throughput.json and prints the ratio (target >= 0.95).
+outputs/bench/lora_throughput.json and prints the ratio (target >= 0.95). The bare loop and
+the model set-up are shared with trial_memory.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
+from benchlib import ROOT, Result
 from peft import get_peft_model
 
 from ugro_hpo import compose
@@ -50,6 +50,22 @@ def trial_loop(model, blocks, batch_size: int, steps: int, lr: float) -> float:
     return train(model, hp, run, report=lambda step, **metrics: None)["train_tokens_per_s"]
 
 
+def load_objective():
+    """The default study's objective, prepared (the tiny model is built on first use)."""
+    cfg = compose(f"model.cache_dir={ROOT / 'outputs' / 'models'}")  # from any working directory
+    objective = instantiate(resolve(cfg)["objective"], "objective")
+    objective.prepare({"gpu": 0})
+    return objective
+
+
+def fresh_model(objective):
+    """The base model with the default trial's LoRA adapters (r 16, alpha 32, dropout 0.1)."""
+    base, _ = objective.model.load("cpu")
+    torch.manual_seed(0)
+    hp = Hyperparameters(lora_r=16, lora_alpha=32.0, lora_dropout=0.1)
+    return get_peft_model(base, lora_config(hp, objective.model.target_modules))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
@@ -60,40 +76,30 @@ def main() -> int:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    objective = instantiate(resolve(compose())["objective"], "objective")
-    objective.prepare({"gpu": 0})
+    objective = load_objective()
     _, tokenizer = objective.model.load("cpu")
     blocks = objective.dataset.blocks(tokenizer)
-
-    def fresh_model():
-        base, _ = objective.model.load("cpu")
-        torch.manual_seed(0)
-        return get_peft_model(
-            base,
-            lora_config(
-                Hyperparameters(lora_r=16, lora_alpha=32.0), objective.model.target_modules
-            ),
-        )
-
     results: dict[str, list[float]] = {"bare_peft_loop": [], "ugro_trial_loop": []}
     for _ in range(args.repeats):
         results["bare_peft_loop"].append(
-            bare_loop(fresh_model(), blocks, args.batch_size, args.steps, 5e-4)
+            bare_loop(fresh_model(objective), blocks, args.batch_size, args.steps, 5e-4)
         )
         results["ugro_trial_loop"].append(
-            trial_loop(fresh_model(), blocks, args.batch_size, args.steps, 5e-4)
+            trial_loop(fresh_model(objective), blocks, args.batch_size, args.steps, 5e-4)
         )
     medians = {k: statistics.median(v) for k, v in results.items()}
     ratio = medians["ugro_trial_loop"] / medians["bare_peft_loop"]
-    out = Path("outputs/bench/lora_throughput.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"tokens_per_s": results, "median_tokens_per_s": medians, "ratio": ratio,
-                               "steps": args.steps, "batch_size": args.batch_size, "seq_len": blocks.seq_len,
-                               "threads": args.threads}, indent=2) + "\n")  # fmt: skip
-    verdict = "PASS" if ratio >= 0.95 else "FAIL"
-    print(f"LoRA throughput: trial loop {medians['ugro_trial_loop']:.0f} tok/s vs bare peft loop "
-          f"{medians['bare_peft_loop']:.0f} tok/s -> ratio {ratio:.3f} ({verdict}, target >= 0.95; {out})")  # fmt: skip
-    return 0 if ratio >= 0.95 else 1
+    result = Result("lora_throughput")
+    result.add("LoRA trial loop / bare peft loop, tokens per second",
+               f"{ratio:.3f} ({medians['ugro_trial_loop']:.0f} vs {medians['bare_peft_loop']:.0f} tok/s)",
+               ">= 0.95", ratio >= 0.95)  # fmt: skip
+    result.details = {"tokens_per_s": results, "median_tokens_per_s": medians, "ratio": ratio,
+                      "steps": args.steps, "batch_size": args.batch_size, "seq_len": blocks.seq_len,
+                      "threads": args.threads, "repeats": args.repeats}  # fmt: skip
+    return result.finish(
+        f"trial loop {medians['ugro_trial_loop']:.0f} tok/s vs bare peft loop "
+        f"{medians['bare_peft_loop']:.0f} tok/s, ratio {ratio:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,108 @@
+"""Overhead per trial: trivial Branin trials, two at a time, through ugro_hpo and its peers.
+
+    .venv/bin/python scripts/bench/overhead.py [--trials 100]
+
+Each system runs as its own command, from process start to exit, twice: with 2 trials (its
+fixed cost: imports, starting Ray, writing results, shutting down) and with ``--trials``.
+Per trial = (wall(N) - wall(2)) / (N - 2): what one more trial costs once the system is up.
+Every system searches at random, so no sampler's own work is counted. ugro_hpo runs without
+tracking and without the report (each is measured on its own row). The driver's peak RSS
+during the N-trial run is sampled every 50 ms. Targets: <= 0.10 s per trial, driver <= 1.5 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from benchlib import PYTHON, ROOT, Result, Timed, hydra_python, run_timed
+
+PEERS = Path(__file__).resolve().parent / "peers"
+TARGET_S = 0.10
+TARGET_RSS_MB = 1536
+
+
+def ugro(n: int, scratch: Path, *extra: str) -> list[str]:
+    return [
+        PYTHON, "-m", "ugro_hpo", "objective=synthetic", "search_space=branin", "search=random",
+        "scheduler=fifo", "tracking=none", "max_steps=1", "eval_every=1", f"n_trials={n}",
+        "parallel_jobs=2", "ray.num_cpus=2", "report=false", f"outputs_dir={scratch}",
+        f"study_name=overhead-{n}", *extra,
+    ]  # fmt: skip
+
+
+def hydra(n: int, scratch: Path) -> list[str]:
+    return [
+        hydra_python(), str(PEERS / "hydra_sweeper_app.py"), "-m", "function=branin", "dims=2",
+        "hydra/sweeper/sampler=random", f"hydra.sweeper.n_trials={n}", "hydra.sweeper.n_jobs=2",
+        f"hydra.sweep.dir={scratch}/hydra-{n}", "x1=interval(-5,10)", "x2=interval(0,15)",
+    ]  # fmt: skip
+
+
+SYSTEMS = {
+    "ugro_hpo": lambda n, d: ugro(n, d),
+    "ugro_hpo + MLflow tracking": lambda n, d: ugro(n, d, "tracking=mlflow"),
+    "ugro_hpo + report": lambda n, d: ugro(n, d, "report=true"),
+    "Ray Tune, defaults": lambda n, d: [PYTHON, str(PEERS / "ray_tune_plain.py"), str(n), str(d)],
+    "Ray Tune, reuse_actors=True": lambda n, d: [
+        PYTHON,
+        str(PEERS / "ray_tune_plain.py"),
+        str(n),
+        str(d),
+        "--reuse-actors",
+    ],
+    "Hydra Optuna sweeper": hydra,
+    "Optuna in one process": lambda n, d: [PYTHON, str(PEERS / "optuna_plain.py"), str(n)],
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated names")
+    args = parser.parse_args()
+    n = args.trials
+    result = Result("overhead")
+    figures: dict[str, dict[str, float]] = {}
+    for name in args.systems.split(","):
+        command = SYSTEMS[name]
+        with tempfile.TemporaryDirectory() as scratch:
+            fixed: Timed = run_timed(command(2, Path(scratch)), cwd=ROOT)
+            full: Timed = run_timed(command(n, Path(scratch)), cwd=ROOT)
+        per_trial = (full.wall_s - fixed.wall_s) / (n - 2)
+        figures[name] = {
+            "per_trial_s": round(per_trial, 4),
+            "fixed_s": round(fixed.wall_s, 2),
+            f"wall_{n}_s": round(full.wall_s, 2),
+            "peak_rss_mb": round(full.peak_rss_mb),
+        }
+        print(f"  {name}: {per_trial:.3f} s/trial, fixed {fixed.wall_s:.1f} s, "
+              f"{n} trials {full.wall_s:.1f} s, peak RSS {full.peak_rss_mb:.0f} MB", flush=True)  # fmt: skip
+    if set(figures) != set(SYSTEMS):
+        return 0  # a partial run (--systems) is for looking only: no JSON, no verdict
+    ours = figures["ugro_hpo"]
+    ray_default = figures["Ray Tune, defaults"]["per_trial_s"]
+    hydra_sweeper = figures["Hydra Optuna sweeper"]["per_trial_s"]
+    optuna_alone = figures["Optuna in one process"]["per_trial_s"]
+    for name, f in figures.items():
+        target = f"<= {TARGET_S * 1000:.0f} ms" if name == "ugro_hpo" else ""
+        passed = f["per_trial_s"] <= TARGET_S if name == "ugro_hpo" else None
+        result.add(f"per trial: {name}",
+                   f"{f['per_trial_s'] * 1000:.1f} ms (fixed {f['fixed_s']:.1f} s; {n} trials "
+                   f"{f[f'wall_{n}_s']:.1f} s)", target, passed)  # fmt: skip
+    result.add("ugro_hpo vs Ray Tune defaults", f"{ray_default / ours['per_trial_s']:.0f}x less per trial",
+               ">= 10x", ray_default / ours["per_trial_s"] >= 10)  # fmt: skip
+    result.add(f"driver peak RSS, {n} trials", f"{ours['peak_rss_mb']:.0f} MB", "<= 1536 MB",
+               ours["peak_rss_mb"] <= TARGET_RSS_MB)  # fmt: skip
+    result.details = {"trials": n, "parallel": 2, "systems": figures}
+    return result.finish(
+        f"{ours['per_trial_s']:.3f} s per trial (Ray Tune defaults {ray_default:.3f}, Hydra sweeper "
+        f"{hydra_sweeper:.3f}, Optuna in-process {optuna_alone:.4f}); driver peak "
+        f"{ours['peak_rss_mb']:.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
