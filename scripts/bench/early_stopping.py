@@ -1,7 +1,7 @@
 """Early stopping: the default LoRA study with ASHA against the same study with every trial
 run to the end (FIFO), on the same trial budget.
 
-    .venv/bin/python scripts/bench/early_stopping.py [--trials 24] [--max-steps 40]
+    .venv/bin/python scripts/bench/early_stopping.py [--trials 36] [--max-steps 40]
         [--eval-every 5] [--seq-len 64] [--search random]
 
 Both studies are the default study (tiny Llama, pydoc corpus, default search space, default
@@ -58,7 +58,7 @@ def study(scheduler: str, args: argparse.Namespace, scratch: Path) -> dict[str, 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=24)
+    parser.add_argument("--trials", type=int, default=36)
     parser.add_argument("--max-steps", type=int, default=40)
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--seq-len", type=int, default=64)

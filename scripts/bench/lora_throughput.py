@@ -1,6 +1,6 @@
 """Training throughput of a LoRA trial vs a bare peft loop: same model, data, batch, steps.
 
-    .venv/bin/python scripts/bench/lora_throughput.py [--steps 40] [--batch-size 16] [--repeats 3]
+    .venv/bin/python scripts/bench/lora_throughput.py [--steps 40] [--batch-size 16] [--repeats 5]
 
 Both loops run in this process, interleaved (A B A B ...), on the tiny Llama of the default
 study (built on first use). Tokens per second are timed around the training steps only; the
@@ -70,7 +70,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (a trial's resources.cpu)"
     )

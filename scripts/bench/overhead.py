@@ -2,8 +2,9 @@
 
     .venv/bin/python scripts/bench/overhead.py [--trials 100]
 
-Each system runs as its own command, from process start to exit, twice: with 2 trials (its
-fixed cost: imports, starting Ray, writing results, shutting down) and with ``--trials``.
+Each system runs as its own command, from process start to exit: with 2 trials (its fixed
+cost: imports, starting Ray, writing results, shutting down) and with ``--trials``, each
+``--repeats`` times back to back (the median counts).
 Per trial = (wall(N) - wall(2)) / (N - 2): what one more trial costs once the system is up.
 Every system searches at random, so no sampler's own work is counted. ugro_hpo runs without
 tracking and without the report (each is measured on its own row). The driver's peak RSS
@@ -13,8 +14,10 @@ during the N-trial run is sampled every 50 ms. Targets: <= 0.10 s per trial, dri
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from benchlib import PYTHON, ROOT, Result, Timed, hydra_python, run_timed
@@ -45,8 +48,8 @@ SYSTEMS = {
     "ugro_hpo": lambda n, d: ugro(n, d),
     "ugro_hpo + MLflow tracking": lambda n, d: ugro(n, d, "tracking=mlflow"),
     "ugro_hpo + report": lambda n, d: ugro(n, d, "report=true"),
-    "Ray Tune, defaults": lambda n, d: [PYTHON, str(PEERS / "ray_tune_plain.py"), str(n), str(d)],
-    "Ray Tune, reuse_actors=True": lambda n, d: [
+    "Ray Tune (defaults)": lambda n, d: [PYTHON, str(PEERS / "ray_tune_plain.py"), str(n), str(d)],
+    "Ray Tune (reuse_actors=True)": lambda n, d: [
         PYTHON,
         str(PEERS / "ray_tune_plain.py"),
         str(n),
@@ -58,32 +61,51 @@ SYSTEMS = {
 }
 
 
+def measure(command: Callable[[int, Path], list[str]], n: int, repeats: int) -> dict[str, float]:
+    """Medians over ``repeats`` back-to-back pairs of runs (2 trials, then ``n``), and the
+    highest peak RSS. A run over a minute is not repeated: its noise is small beside it."""
+    fixed: list[Timed] = []
+    full: list[Timed] = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as scratch:
+            fixed.append(run_timed(command(2, Path(scratch)), cwd=ROOT))
+            full.append(run_timed(command(n, Path(scratch)), cwd=ROOT))
+        if full[-1].wall_s > 60:
+            break
+    pairs = [(b.wall_s - a.wall_s) / (n - 2) for a, b in zip(fixed, full, strict=True)]
+    return {
+        "per_trial_s": round(statistics.median(pairs), 4),
+        "fixed_s": round(statistics.median(t.wall_s for t in fixed), 2),
+        f"wall_{n}_s": round(statistics.median(t.wall_s for t in full), 2),
+        "peak_rss_mb": round(max(t.peak_rss_mb for t in full)),  # memory: the worst run counts
+        "runs": len(full),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=100)
-    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated names")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="pairs of runs of each command; the median counts"
+    )
+    parser.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help="comma-separated names (a partial run prints only)",
+    )
     args = parser.parse_args()
     n = args.trials
     result = Result("overhead")
     figures: dict[str, dict[str, float]] = {}
     for name in args.systems.split(","):
         command = SYSTEMS[name]
-        with tempfile.TemporaryDirectory() as scratch:
-            fixed: Timed = run_timed(command(2, Path(scratch)), cwd=ROOT)
-            full: Timed = run_timed(command(n, Path(scratch)), cwd=ROOT)
-        per_trial = (full.wall_s - fixed.wall_s) / (n - 2)
-        figures[name] = {
-            "per_trial_s": round(per_trial, 4),
-            "fixed_s": round(fixed.wall_s, 2),
-            f"wall_{n}_s": round(full.wall_s, 2),
-            "peak_rss_mb": round(full.peak_rss_mb),
-        }
-        print(f"  {name}: {per_trial:.3f} s/trial, fixed {fixed.wall_s:.1f} s, "
-              f"{n} trials {full.wall_s:.1f} s, peak RSS {full.peak_rss_mb:.0f} MB", flush=True)  # fmt: skip
+        f = figures[name] = measure(command, n, args.repeats)
+        print(f"  {name}: {f['per_trial_s']:.3f} s/trial, fixed {f['fixed_s']:.1f} s, {n} trials "
+              f"{f[f'wall_{n}_s']:.1f} s, peak RSS {f['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
     if set(figures) != set(SYSTEMS):
         return 0  # a partial run (--systems) is for looking only: no JSON, no verdict
     ours = figures["ugro_hpo"]
-    ray_default = figures["Ray Tune, defaults"]["per_trial_s"]
+    ray_default = figures["Ray Tune (defaults)"]["per_trial_s"]
     hydra_sweeper = figures["Hydra Optuna sweeper"]["per_trial_s"]
     optuna_alone = figures["Optuna in one process"]["per_trial_s"]
     for name, f in figures.items():
