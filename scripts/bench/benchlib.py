@@ -165,11 +165,13 @@ def hydra_python() -> str:
     ):
         base = os.environ.get("PYTHON", "python3")
         subprocess.run([base, "-m", "venv", str(HYDRA_VENV)], check=True)
-        subprocess.run(
+        done = subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
              *HYDRA_REQUIREMENTS],
-            check=True, stderr=subprocess.DEVNULL,
+            capture_output=True, text=True,
         )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"installing {HYDRA_REQUIREMENTS} failed:\n{done.stderr[-2000:]}")
         stamp.write_text(" ".join(HYDRA_REQUIREMENTS))
     return str(python)
 
