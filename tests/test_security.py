@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 
 from ugro_hpo.errors import ConfigError, SearchSpaceError
 from ugro_hpo.expressions import ExpressionError, compile_expression
-from ugro_hpo.keys import check_key_format, read_key_file
 from ugro_hpo.naming import (
     check_mlflow_experiment,
     check_path_name,
@@ -28,8 +27,9 @@ from ugro_hpo.naming import (
     check_wandb_entity,
     check_wandb_project,
 )
-from ugro_hpo.redact import is_secret_name, mask, redact_data, redact_text, register
 from ugro_hpo.search_space import load_search_space
+from ugro_hpo.security.keys import check_key_format, read_key_file
+from ugro_hpo.security.redaction import is_secret_name, mask, redact_data, redact_text, register
 
 # -- names ------------------------------------------------------------------------------------
 
@@ -119,7 +119,7 @@ def test_a_key_file_others_can_read_gets_a_warning(
     key_file = tmp_path / "wandb.key"
     key_file.write_text("k" * 40 + "\n")
     key_file.chmod(0o600)
-    with caplog.at_level(logging.WARNING, logger="ugro_hpo.keys"):
+    with caplog.at_level(logging.WARNING, logger="ugro_hpo.security.keys"):
         assert read_key_file(key_file, "wandb.api_key_file") == "k" * 40
         assert not caplog.records
         key_file.chmod(0o644)

@@ -8,12 +8,14 @@ of ours is left behind.
 
 from __future__ import annotations
 
-import io
 import sys
 from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback
+
 from ugro_hpo.errors import UserError
+from ugro_hpo.security.redaction import ForwardingStream
 
 PROGRAM = "ugro_hpo"
 
@@ -29,9 +31,10 @@ def conf_dir() -> Path:
 
 def fail(message: str, code: int = 2) -> None:
     """Print one line naming the problem and exit."""
-    from ugro_hpo.redact import redact_text
+    from ugro_hpo.security.redaction import redact_text
 
     text = redact_text(" ".join(str(message).split()))
+    text = "".join(c if c.isprintable() else "?" for c in text)  # no terminal escapes
     sys.stderr.write(f"{PROGRAM}: error: {text}\n")
     sys.stderr.flush()
     raise SystemExit(code)
@@ -64,12 +67,15 @@ def compose(*overrides: str) -> Any:
 
 def load_secrets() -> None:
     """Read a git-ignored `.env` in the working directory (the environment wins), and note every
-    secret-looking variable so its value is scrubbed from all output."""
-    from dotenv import load_dotenv
+    value in it and every secret-looking variable, so they are scrubbed from all output."""
+    from dotenv import dotenv_values, load_dotenv
 
-    from ugro_hpo.redact import register_environment
+    from ugro_hpo.security.redaction import register_dotenv, register_environment
 
-    load_dotenv(Path.cwd() / ".env", override=False)
+    dotenv = Path.cwd() / ".env"
+    if dotenv.is_file():
+        register_dotenv(dotenv_values(dotenv))
+        load_dotenv(dotenv, override=False)
     register_environment()
 
 
@@ -78,9 +84,14 @@ def main() -> None:
     import hydra
 
     from ugro_hpo import schema
-    from ugro_hpo.redact import RedactingStream
+    from ugro_hpo.security.credentials import check_overrides
+    from ugro_hpo.security.redaction import RedactingStream
 
     load_secrets()
+    try:
+        check_overrides(sys.argv[1:])
+    except UserError as exc:
+        fail(str(exc), exc.exit_code)
     schema.register()
     register_resolvers()
     entry = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_task)
@@ -92,12 +103,15 @@ def main() -> None:
     try:
         entry()
     except SystemExit as exc:
+        if exc.code not in (0, None):
+            _forget_failed_sweep()
         if not gate.released and exc.code not in (0, None):
             text = gate.held_text()
             gate.discard()
             fail(_one_line(text))
         raise
     except Exception as exc:  # Hydra re-raises what it cannot format (e.g. a resolver's error)
+        _forget_failed_sweep()
         if gate.released:
             raise
         gate.discard()
@@ -113,17 +127,21 @@ def _task(cfg: Any) -> Any:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from ugro_hpo.security.credentials import check_env_set
+    from ugro_hpo.security.redaction import register_environment
     from ugro_hpo.study import run
 
     if _gate is not None:
         _gate.release()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    register_environment()  # what hydra.job.env_set (an override or a preset) added
     if hydra_cfg.mode == RunMode.MULTIRUN:
         # One study per job: jobs of one sweep must not share (and mix) a study.
         cfg.study_name = f"{cfg.study_name}-{hydra_cfg.job.num}"
         _redact_file(Path(hydra_cfg.sweep.dir) / "multirun.yaml")
     try:
+        check_env_set(dict(hydra_cfg.job.env_set or {}))
         result = run(cfg, run_dir=str(run_dir))
     except UserError as exc:
         _remove_empty_dirs(run_dir, stop_at=Path(str(cfg.outputs_dir)))
@@ -141,9 +159,33 @@ def _task(cfg: Any) -> Any:
     return result
 
 
+class SweepRecord(Callback):
+    """Notes where a multirun writes (Hydra creates the sweep directory and its multirun.yaml
+    before composing any job), so a sweep that fails before a job ran leaves nothing behind."""
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        global _sweep_dir
+        _sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+
+
+def _forget_failed_sweep() -> None:
+    """Remove the sweep directory if it holds nothing but Hydra's multirun.yaml (and empty job
+    directories): no job ran, so there is nothing to keep."""
+    sweep = _sweep_dir
+    if sweep is None or not sweep.is_dir():
+        return
+    entries = list(sweep.rglob("*"))
+    if any(p.is_file() and p != sweep / "multirun.yaml" for p in entries):
+        return
+    (sweep / "multirun.yaml").unlink(missing_ok=True)
+    for directory in sorted((p for p in entries if p.is_dir()), key=lambda p: -len(p.parts)):
+        directory.rmdir()
+    _remove_empty_dirs(sweep, stop_at=sweep.parent)
+
+
 def _redact_file(path: Path) -> None:
     """Hydra records a sweep's overrides in multirun.yaml; keep secrets out of it."""
-    from ugro_hpo.redact import redact_text
+    from ugro_hpo.security.redaction import redact_text
 
     if path.is_file():
         text = path.read_text(encoding="utf-8")
@@ -170,6 +212,11 @@ _NOISE = ("Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_
 
 def _one_line(text: str) -> str:
     """Condense Hydra's multi-line error report into one line."""
+    from ugro_hpo.security.credentials import hint_for_schema_error
+
+    hint = hint_for_schema_error(text)
+    if hint:
+        return hint
     marker = "ConfigError raised while resolving interpolation: "
     parts: list[str] = []
     for raw in text.splitlines():
@@ -185,7 +232,7 @@ def _one_line(text: str) -> str:
     return "; ".join(parts) or "invalid command line"
 
 
-class _StderrGate(io.TextIOBase):
+class _StderrGate(ForwardingStream):
     """Holds stderr back while Hydra composes, so a composition error can be shown as one line.
 
     Once the task starts (or the program ends) it passes everything through; logging handlers
@@ -193,19 +240,23 @@ class _StderrGate(io.TextIOBase):
     """
 
     def __init__(self, real: Any) -> None:
-        self.real = real
+        super().__init__(real)
         self.released = False
         self._held: list[str] = []
 
+    @property
+    def real(self) -> Any:
+        return self.target
+
     def write(self, text: str) -> int:
         if self.released:
-            return int(self.real.write(text))
+            return int(self.target.write(text))
         self._held.append(text)
         return len(text)
 
     def flush(self) -> None:
         if self.released:
-            self.real.flush()
+            self.target.flush()
 
     def held_text(self) -> str:
         return "".join(self._held)
@@ -217,19 +268,10 @@ class _StderrGate(io.TextIOBase):
     def release(self) -> None:
         if not self.released:
             self.released = True
-            self.real.write(self.held_text())
+            self.target.write(self.held_text())
             self._held.clear()
-            self.real.flush()
-
-    def isatty(self) -> bool:
-        return bool(self.real.isatty())
-
-    def fileno(self) -> int:
-        return int(self.real.fileno())
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return str(getattr(self.real, "encoding", "utf-8"))
+            self.target.flush()
 
 
 _gate: _StderrGate | None = None
+_sweep_dir: Path | None = None

@@ -52,6 +52,14 @@ def _search_space_overrides(value: str) -> list[str]:
 
 def sweep_overrides(args: argparse.Namespace) -> list[str]:
     """UGRO's flags as Hydra overrides."""
+    from ugro_hpo.errors import ConfigError
+
+    for flag in ("study_name", "search_space", "model", "dataset", "tracking_uri", "wandb_project",
+                 "ray_address", "storage", "export_best"):  # fmt: skip
+        if getattr(args, flag) is not None and not str(getattr(args, flag)).strip():
+            raise ConfigError(
+                f"--{flag.replace('_', '-')}: empty; give a value or leave the flag out"
+            )
     overrides: list[str] = []
     simple = {
         "study_name": args.study_name,
@@ -84,13 +92,15 @@ def sweep_overrides(args: argparse.Namespace) -> list[str]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ugro", description="UGRO command line (hyperparameter optimisation)."
+        prog="ugro",
+        description="UGRO command line (hyperparameter optimisation).",
+        allow_abbrev=False,
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    hpo = commands.add_parser("hpo", help="hyperparameter optimisation").add_subparsers(
-        dest="action", required=True
-    )
-    sweep = hpo.add_parser("sweep", help="run (or continue) an HPO study")
+    hpo = commands.add_parser(
+        "hpo", help="hyperparameter optimisation", allow_abbrev=False
+    ).add_subparsers(dest="action", required=True)
+    sweep = hpo.add_parser("sweep", help="run (or continue) an HPO study", allow_abbrev=False)
     sweep.add_argument("--study-name")
     sweep.add_argument("--search-space", help="search-space YAML file (UGRO schema) or option name")
     sweep.add_argument("--n-trials", type=int)
@@ -118,7 +128,7 @@ def add_stored_commands(commands: Any) -> None:
     """analyze, export-best and train-best: commands on a study already in storage."""
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=text, description=text)
+        sub = commands.add_parser(name, help=text, description=text, allow_abbrev=False)
         sub.add_argument("--study-name", required=True)
         sub.add_argument("--storage", default=DEFAULT_STORAGE,
                          help=f"Optuna storage URL (default {DEFAULT_STORAGE})")  # fmt: skip
@@ -131,6 +141,15 @@ def add_stored_commands(commands: Any) -> None:
     train = command("train-best", "train once more with the best parameters and save the adapter")
     train.add_argument("--max-steps", type=int, help="default: the study's max_steps")
     train.add_argument("--output-dir", help="default outputs/<study>/best_trial_<n>_<steps>_steps")
+    train.add_argument(
+        "--objective-fn",
+        help="a custom objective's function, package.module:function (never read from the study)",
+    )
+    train.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow a model that runs code from its repository, if the study's config asks for it",
+    )
 
 
 def run_stored_command(args: argparse.Namespace) -> None:
@@ -138,8 +157,12 @@ def run_stored_command(args: argparse.Namespace) -> None:
     from ugro_hpo import stored
     from ugro_hpo.app import fail, load_secrets
     from ugro_hpo.errors import UserError
+    from ugro_hpo.security.redaction import RedactingStream
 
     load_secrets()
+    # What a stored study holds was written by whoever drives it: scrub what we print of it.
+    real = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(real[0]), RedactingStream(real[1])
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s",
                         datefmt="%H:%M:%S")  # fmt: skip
     output_dir = getattr(args, "output_dir", None)
@@ -150,9 +173,13 @@ def run_stored_command(args: argparse.Namespace) -> None:
             stored.export_best(args.study_name, args.storage, Path(args.output))
         else:
             out = Path(output_dir) if output_dir else None
-            stored.train_best(args.study_name, args.storage, out, args.max_steps)
+            stored.train_best(args.study_name, args.storage, out, args.max_steps,
+                              args.objective_fn, args.trust_remote_code)  # fmt: skip
     except UserError as exc:
         fail(str(exc), exc.exit_code)
+    finally:
+        sys.stdout.flush()
+        sys.stdout, sys.stderr = real
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -161,8 +188,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.action != "sweep":
         run_stored_command(args)
         return
-    overrides = sweep_overrides(args)
     from ugro_hpo import app
+    from ugro_hpo.errors import UserError
+
+    try:
+        overrides = sweep_overrides(args)
+    except UserError as exc:
+        app.fail(str(exc), exc.exit_code)
 
     sys.argv = ["ugro", *overrides]
     app.main()

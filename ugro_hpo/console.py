@@ -10,9 +10,11 @@ from ugro_hpo.search_space import SearchSpace
 
 
 def _format(value: Any) -> str:
+    """A value for the terminal; text from a shared study cannot move the cursor or recolour it."""
     if isinstance(value, float):
         return f"{value:.4g}"
-    return "" if value is None else str(value)
+    text = "" if value is None else str(value)
+    return "".join(c if c.isprintable() else "?" for c in text)[:200]
 
 
 def summary_table(summary: dict[str, Any], top: list[TrialRecord], space: SearchSpace) -> str:

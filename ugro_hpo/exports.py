@@ -6,26 +6,48 @@ a file.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ugro_hpo.redact import REDACTED, is_secret_name, redact_text
 from ugro_hpo.results import TrialRecord
 from ugro_hpo.search_space import SearchSpace
+from ugro_hpo.security.redaction import REDACTED, is_secret_name, redact_text
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file in the same directory, secrets scrubbed."""
+    write_bytes_atomic(path, redact_text(text).encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file beside ``path`` and rename it over ``path``.
+
+    The temporary file is created exclusively under a random name, so a link planted where it
+    would be is never followed, and the rename replaces a link at ``path`` itself rather than
+    writing through it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(redact_text(text), encoding="utf-8")
-    os.replace(tmp, path)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(handle, 0o666 & ~_UMASK)  # as a plain open() would have made it
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
@@ -42,8 +64,15 @@ def best_params_text(summary: dict[str, Any]) -> str:
     metrics = ", ".join(
         f"{k}={v:.6g}" for k, v in best["metrics"].items() if isinstance(v, (int, float))
     )
-    header = f"# best trial {best['trial']} of study {summary['study_name']}: {metrics}\n"
+    # Metric names and the study name may come from a shared database: a comment keeps only
+    # printable characters, so a newline in a name cannot start a key of its own.
+    header = _comment(f"best trial {best['trial']} of study {summary['study_name']}: {metrics}")
     return header + yaml.safe_dump(best["params"], sort_keys=False)
+
+
+def _comment(text: str) -> str:
+    printable = "".join(c if c.isprintable() else " " for c in text)
+    return f"# {printable[:1000]}\n"
 
 
 def write_best_params(path: Path, summary: dict[str, Any]) -> Path:

@@ -21,6 +21,7 @@ MAX_SOURCE_LENGTH = 1000
 MAX_NODES = 200
 MAX_DEPTH = 32
 MAX_EXPONENT = 64
+MAX_MAGNITUDE = 1e300  # no value an expression computes may be larger (floats stay finite)
 
 Values = Mapping[str, Any]
 Evaluator = Callable[[Values], Any]
@@ -131,6 +132,8 @@ class _Compiler:
         value = node.value
         if not isinstance(value, (bool, int, float, str)):
             raise ExpressionError(f"uses the literal {value!r}, which is not allowed")
+        if isinstance(value, (int, float)) and not abs(value) <= MAX_MAGNITUDE:
+            raise ExpressionError(f"uses a number beyond ±{MAX_MAGNITUDE:g}")
         return lambda _values: value
 
     def _Name(self, node: ast.Name, depth: int) -> Evaluator:
@@ -163,14 +166,26 @@ class _Compiler:
             raise ExpressionError(f"uses {_describe(node)}, which is not allowed")
         if isinstance(node.op, ast.Pow):
             _check_exponent(node.right)
+            if any(
+                isinstance(n, ast.BinOp) and isinstance(n.op, ast.Pow) for n in ast.walk(node.left)
+            ):
+                raise ExpressionError("nests one '**' inside another, which is not allowed")
         left = self.compile(node.left, depth)
         right = self.compile(node.right, depth)
         symbol = _SYMBOLS[type(node.op)]
 
         def binary(values: Values) -> Any:
-            result = op(_number(left(values), symbol), _number(right(values), symbol))
+            a, b = _number(left(values), symbol), _number(right(values), symbol)
+            if isinstance(node.op, ast.Pow) and a != 0 and math.log10(abs(a)) * b > _LOG_MAX:
+                raise ExpressionError(f"'{symbol}' would give a number beyond ±{MAX_MAGNITUDE:g}")
+            try:
+                result = op(a, b)
+            except OverflowError:
+                raise ExpressionError(f"'{symbol}' overflowed") from None
             if isinstance(result, complex):
                 raise ExpressionError(f"'{symbol}' gave a complex number")
+            if not abs(result) <= MAX_MAGNITUDE:
+                raise ExpressionError(f"'{symbol}' gave a number beyond ±{MAX_MAGNITUDE:g}")
             return result
 
         return binary
@@ -233,11 +248,16 @@ def _check_exponent(node: ast.AST) -> None:
         raise ExpressionError(f"'**' exponents are limited to numbers within ±{MAX_EXPONENT}")
 
 
+_LOG_MAX = math.log10(MAX_MAGNITUDE)
+
+
 def _number(value: Any, symbol: str) -> int | float:
     """Arithmetic applies to numbers only, so strings can never be multiplied into huge ones."""
     if isinstance(value, (int, float)):
         if isinstance(value, float) and math.isnan(value):
             raise ExpressionError(f"'{symbol}' got NaN")
+        if not abs(value) <= MAX_MAGNITUDE:
+            raise ExpressionError(f"'{symbol}' got a number beyond ±{MAX_MAGNITUDE:g}")
         return value
     raise ExpressionError(f"'{symbol}' needs numbers, got {type(value).__name__} {value!r}")
 

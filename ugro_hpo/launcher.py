@@ -140,6 +140,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
     from ugro_hpo.progress import Progress
     from ugro_hpo.run_control import FailureStreak, Heartbeat, InterruptWatch
     from ugro_hpo.searcher import StudySearcher
+    from ugro_hpo.security.redaction import SecretDigests
     from ugro_hpo.storage import HEARTBEAT_S, INTERRUPTED, sampler_seed_offset
     from ugro_hpo.tracking.ray_bridge import TrackingCallback
     from ugro_hpo.trainable import run_trial
@@ -186,6 +187,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
         "run_dir": str(plan.run_dir),
         "metadata": dict(plan.search_space.metadata),
         "trial_timeout_s": plan.trial_timeout_s,
+        "secret_digests": SecretDigests.of_known(),
     }
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, spec=spec),

@@ -8,6 +8,7 @@ not survive the trip to Ray workers.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,8 +18,9 @@ from typing import Any
 from ugro_hpo.components import check_importable, instantiate
 from ugro_hpo.errors import ConfigError
 from ugro_hpo.naming import check_path_name, check_tags
-from ugro_hpo.redact import is_secret_name, redact_data, redact_url
 from ugro_hpo.search_space import SearchSpace, load_search_space, parse_search_space
+from ugro_hpo.security.credentials import refuse_config_credentials
+from ugro_hpo.security.redaction import redact_data, redact_url
 
 _STORAGE_URL = re.compile(r"(sqlite|postgresql|mysql)(\+[a-z0-9_]+)?://.*")
 _RAY_ADDRESS = re.compile(r"auto|local|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}")
@@ -96,7 +98,7 @@ def build_plan(cfg: Any, run_dir: str | Path) -> Plan:
     """Validate ``cfg`` and return the plan; raise ConfigError/SearchSpaceError otherwise."""
     data = resolve(cfg)
     redact_data(data)  # notes secret-named values so they are scrubbed from everything we write
-    _refuse_credentials(data)
+    refuse_config_credentials(data)
     study_name = check_path_name(data.get("study_name"), "study_name")
     n_trials = _integer(data, "n_trials", minimum=1)
     parallel_jobs = _integer(data, "parallel_jobs", minimum=1)
@@ -111,8 +113,12 @@ def build_plan(cfg: Any, run_dir: str | Path) -> Plan:
     checked_objective = instantiate(objective, "objective")
     checked_objective.check(space)
 
+    seed = _integer(data, "seed", minimum=0, maximum=2**32 - 1)
+    storage = _storage_url(str(data.get("storage", "")))
     sampler = _component(data, "search")
-    sampler_name = _sampler_name(_build_sampler(sampler, space, seed=int(data["seed"])))
+    built_sampler = _build_sampler(sampler, space, seed=seed)
+    _refuse_pickled_state(built_sampler, storage, bool(data.get("unpickle_shared_storage")))
+    sampler_name = _sampler_name(built_sampler)
     scheduler = _component(data, "scheduler")
     check_importable(scheduler, "scheduler")
     callbacks = _callbacks(data)
@@ -122,10 +128,10 @@ def build_plan(cfg: Any, run_dir: str | Path) -> Plan:
         study_name=study_name,
         n_trials=n_trials,
         parallel_jobs=parallel_jobs,
-        seed=int(data["seed"]),
+        seed=seed,
         max_steps=max_steps,
         eval_every=eval_every,
-        storage=_storage_url(str(data.get("storage", ""))),
+        storage=storage,
         resume=bool(data.get("resume", True)),
         dry_run=bool(data.get("dry_run", False)),
         verbose=int(data.get("verbose") or 0),
@@ -154,23 +160,6 @@ def build_plan(cfg: Any, run_dir: str | Path) -> Plan:
     )
 
 
-_KEY_SOURCES = {
-    "wandb": "WANDB_API_KEY (environment or .env) or wandb.api_key_file",
-    "mlflow": "MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (environment or .env)",
-    "ray": "RAY_AUTH_TOKEN (environment or .env)",
-}
-
-
-def _refuse_credentials(data: Mapping[str, Any]) -> None:
-    """Our trackers' and Ray's credentials never come from the config or an override."""
-    for section, source in _KEY_SOURCES.items():
-        for key in data.get(section) or {}:
-            if is_secret_name(key) and not key.endswith("_file"):
-                raise ConfigError(
-                    f"{section}.{key}: credentials are never read from the config; use {source}"
-                )
-
-
 def _build_sampler(spec: Mapping[str, Any], space: SearchSpace, seed: int) -> Any:
     """Build the sampler; a factory (``_partial_``) is given the search space."""
     import warnings
@@ -197,13 +186,15 @@ def _sampler_name(sampler: Any) -> str:
 
 def build_sampler(plan: Plan, seed_offset: int = 0) -> Any:
     """The plan's sampler; ``seed_offset`` keeps a resumed study from replaying its seed."""
-    return _build_sampler(plan.sampler, plan.search_space, seed=plan.seed + seed_offset)
+    return _build_sampler(plan.sampler, plan.search_space, seed=(plan.seed + seed_offset) % 2**32)
 
 
-def _integer(data: Mapping[str, Any], key: str, minimum: int) -> int:
+def _integer(data: Mapping[str, Any], key: str, minimum: int, maximum: int | None = None) -> int:
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{key}: must be a whole number >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{key}: must be a whole number <= {maximum}, got {value!r}")
     return value
 
 
@@ -211,9 +202,28 @@ def _seconds(data: Mapping[str, Any], key: str) -> float | None:
     value = data.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise ConfigError(f"{key}: must be a number of seconds > 0 (or null), got {value!r}")
     return float(value)
+
+
+def _refuse_pickled_state(sampler: Any, storage: str, allowed: bool) -> None:
+    """CMA-ES keeps its state as pickles in the storage and unpickles them at every ask:
+    whoever can write to a shared database could run code in this process."""
+    import optuna
+
+    shared = not storage.startswith("sqlite:///")
+    if isinstance(sampler, optuna.samplers.CmaEsSampler) and shared and not allowed:
+        raise ConfigError(
+            "search: CMA-ES restores its state by unpickling it from the study storage, so "
+            f"anyone who can write to {redact_url(storage)} could run code here; set "
+            "unpickle_shared_storage=true if only you write to it, or choose another search"
+        )
 
 
 def _search_space(data: Mapping[str, Any]) -> SearchSpace:
@@ -283,7 +293,12 @@ def _resources(raw: Mapping[str, Any]) -> dict[str, float]:
     resources = {}
     for key in ("cpu", "gpu"):
         value = raw.get(key, 0)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < 0
+        ):
             raise ConfigError(f"resources.{key}: must be a number >= 0, got {value!r}")
         if value > 1 and float(value) != int(value):
             raise ConfigError(f"resources.{key}: above 1, use whole numbers (got {value})")

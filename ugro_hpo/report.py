@@ -9,6 +9,7 @@ out and the page says why.
 
 from __future__ import annotations
 
+import io
 import logging
 import warnings
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ugro_hpo.exports import write_bytes_atomic
 from ugro_hpo.search_space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -208,6 +210,8 @@ def _save(axes: Any, path: Path, size: tuple[float, float] | None = None) -> str
     figure = np.atleast_1d(axes).flat[0].figure
     width, height = figure.get_size_inches()
     figure.set_size_inches(*(size or (max(width, 8), height)))
-    figure.savefig(path, dpi=90, bbox_inches="tight")
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=90, bbox_inches="tight")
     plt.close(figure)
+    write_bytes_atomic(path, image.getvalue())
     return None

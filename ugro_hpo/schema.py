@@ -60,6 +60,7 @@ class AppSchema:
     time_budget_s: float | None = MISSING
     progress_interval_s: float = MISSING
     report: bool = MISSING
+    unpickle_shared_storage: bool = MISSING
     verbose: int = MISSING
     ray: RaySchema = field(default_factory=RaySchema)
     resources: ResourcesSchema = field(default_factory=ResourcesSchema)

@@ -34,6 +34,7 @@ _PARAMETER_KEYS = {
 _OBJECTIVE_KEYS = {"name", "direction", "weight"}
 _NO_DEFAULT = object()
 _MAX_GRID_POINTS = 100_000
+_MAX_BOUND = 1e300
 INTERNAL_KEY = "__ugro__"
 """Key of the extras the define-by-run function adds to a trial's config (never a parameter)."""
 
@@ -71,6 +72,17 @@ class Parameter:
         return trial.suggest_float(
             self.name, float(self.low or 0.0), float(self.high or 0.0), step=self.step, log=self.log
         )
+
+    def contains(self, value: Any) -> bool:
+        """Is ``value`` one this parameter can take (a value queued by another driver, or read
+        back from a shared database, may not be)?"""
+        if self.type == "categorical":
+            return any(type(c) is type(value) and c == value for c in self.choices or ())
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.type == "int" and value != int(value):
+            return False
+        return bool(self.low <= value <= self.high)  # type: ignore[operator]
 
     def grid_values(self) -> list[Any]:
         """Every value this parameter can take, for grid search."""
@@ -170,10 +182,20 @@ class SearchSpace:
         so the trial can end without training.
         """
         values: dict[str, Any] = {}
+        outside: list[str] = []
         for parameter in self.parameters:
             if self._is_active(parameter, values):
-                values[parameter.name] = parameter.suggest(trial)
-        violations = self.violations(values)
+                try:
+                    values[parameter.name] = parameter.suggest(trial)
+                except ValueError as exc:  # a queued value Optuna cannot even represent
+                    outside.append(f"parameter {parameter.name}: {str(exc)[:200]}")
+                    continue
+                if not parameter.contains(values[parameter.name]):
+                    shown = repr(values[parameter.name])[:60]
+                    outside.append(
+                        f"parameter {parameter.name}={shown} is outside the search space"
+                    )
+        violations = outside + self.violations(values)
         for index, expression in enumerate(self.constraints):
             trial.set_constraint(f"c{index}", 1.0 if expression.source in violations else 0.0)
         return {INTERNAL_KEY: {"violation": "; ".join(violations) or None}}
@@ -253,12 +275,22 @@ def load_search_space(path: str | Path) -> SearchSpace:
     """Load and validate a search-space YAML file (UGRO's schema)."""
     import yaml
 
+    from ugro_hpo.errors import UserError
+    from ugro_hpo.security.limits import MAX_FILE_BYTES, load_yaml
+
     file = Path(path)
     label = str(path)
     if not file.is_file():
         raise SearchSpaceError(f"search space {label}: file not found")
+    size = file.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise SearchSpaceError(
+            f"search space {label}: {size} bytes, more than the {MAX_FILE_BYTES} allowed"
+        )
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        data = load_yaml(file.read_text(encoding="utf-8"), f"search space {label}")
+    except UserError as exc:
+        raise SearchSpaceError(str(exc)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -273,9 +305,16 @@ def load_search_space(path: str | Path) -> SearchSpace:
 def parse_search_space(data: Any, source: str) -> SearchSpace:
     """Validate an already-parsed mapping (a file's content or a Hydra group option)."""
 
+    from ugro_hpo.security.limits import TooLarge, check_data
+
     def fail(problem: str, parameter: str | None = None) -> SearchSpaceError:
         where = f"parameter {parameter!r}: " if parameter else ""
         return SearchSpaceError(f"search space {source}: {where}{problem}")
+
+    try:
+        check_data(data, f"search space {source}")
+    except TooLarge as exc:
+        raise SearchSpaceError(str(exc)) from None
 
     if not isinstance(data, Mapping):
         raise fail("must be a mapping with 'parameters' and 'objectives'")
@@ -390,7 +429,9 @@ def _bound(spec: Mapping[str, Any], key: str, kind: str, name: str, fail: Any) -
 
 def _number(value: Any, key: str, kind: str, name: str, fail: Any) -> int | float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise fail(f"'{key}' must be a number, got {value!r}", name)
+        raise fail(f"'{key}' must be a number, got {repr(value)[:60]}", name)
+    if not abs(value) <= _MAX_BOUND:
+        raise fail(f"'{key}' must be a finite number within ±{_MAX_BOUND:g}", name)
     if not math.isfinite(value):
         raise fail(f"'{key}' must be finite, got {value!r}", name)
     if kind == "int":

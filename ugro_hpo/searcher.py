@@ -21,6 +21,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from ugro_hpo.run_control import NotPersisted
 from ugro_hpo.search_space import INTERNAL_KEY, SearchSpace
+from ugro_hpo.security.redaction import redact_text
 from ugro_hpo.storage import (
     DRIVER_ATTR,
     FINISHED_STATES,
@@ -33,6 +34,7 @@ STATE_KEY = "ugro_state"
 ERROR_KEY = "ugro_error"
 STEP_KEY = "step"
 ORPHAN_CHECK_S = 5.0
+MAX_TEXT = 2000
 
 
 class StudySearcher(NotPersisted, OptunaSearch):
@@ -192,12 +194,14 @@ class StudySearcher(NotPersisted, OptunaSearch):
                 result = {**result, ERROR_KEY: f"final result lacks finite {self._metrics}"}
             else:
                 ot_trial.set_user_attr("metrics", reported_metrics(result))
+        # Text that comes back from a trial is scrubbed again here, with every secret the
+        # driver knows of, before the study database (and, from it, every file) keeps it.
         if outcome == "infeasible":
-            ot_trial.set_user_attr("violation", str(result.get("ugro_violation", "")))
+            ot_trial.set_user_attr("violation", _text(result.get("ugro_violation", "")))
         elif outcome == "pruned":
-            ot_trial.set_user_attr("reason", str(result.get("ugro_reason", "")))
+            ot_trial.set_user_attr("reason", _text(result.get("ugro_reason", "")))
         elif outcome == "failed":
-            ot_trial.set_user_attr("error", str(result.get(ERROR_KEY, "unknown error"))[:2000])
+            ot_trial.set_user_attr("error", _text(result.get(ERROR_KEY, "unknown error")))
         elif outcome is None:
             # A scheduler stopped it on this result, which Ray then gives only to us here.
             outcome = "pruned"
@@ -231,6 +235,10 @@ class StudySearcher(NotPersisted, OptunaSearch):
         if all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
             return [float(v) for v in values]  # type: ignore[arg-type]
         return None
+
+
+def _text(value: Any) -> str:
+    return redact_text(str(value)[:MAX_TEXT])[:MAX_TEXT]
 
 
 def reported_metrics(result: dict[str, Any]) -> dict[str, float]:

@@ -10,7 +10,7 @@ import yaml
 
 from ugro_hpo.exports import write_atomic
 from ugro_hpo.plan import Plan
-from ugro_hpo.redact import redact_data, redact_text
+from ugro_hpo.security.redaction import redact_data, redact_text
 
 
 class RedactingFormatter(logging.Formatter):

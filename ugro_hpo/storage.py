@@ -10,12 +10,14 @@ on several machines can share one study without failing each other's trials.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import os
 import socket
 import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ugro_hpo.errors import ConfigError
 from ugro_hpo.plan import Plan
-from ugro_hpo.redact import redact_url
+from ugro_hpo.security.redaction import redact_data, redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,25 @@ def _write_ahead_log(storage: optuna.storages.RDBStorage) -> None:
     storage.engine.dispose()  # connections made before the listener reconnect with it
 
 
+def set_study_attr(study: optuna.Study, key: str, value: Any) -> None:
+    """Store a study attribute with every secret we know of scrubbed from it (other drivers and
+    anyone who can read the database see the attributes)."""
+    study.set_user_attr(key, redact_data(value))
+
+
+@contextlib.contextmanager
+def untrusted_read(what: str) -> Iterator[None]:
+    """Reading a shared database: a value nested too deeply for Optuna to decode (planted by
+    another driver) is a one-line error, not a traceback."""
+    try:
+        yield
+    except RecursionError:
+        raise ConfigError(
+            f"{what}: a stored value is nested too deeply to read; the study database may have "
+            "been altered"
+        ) from None
+
+
 def driver_id() -> str:
     """Who runs a trial: this machine and process."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -126,7 +147,7 @@ def fail_interrupted(study: optuna.Study, trial_id: int, reason: str = INTERRUPT
     """Mark one running trial failed with ``reason`` and queue its parameters once more."""
     storage = study._storage
     try:
-        storage.set_trial_user_attr(trial_id, "error", reason)
+        storage.set_trial_user_attr(trial_id, "error", redact_text(reason))
         storage.set_trial_state_values(trial_id, TrialState.FAIL)
     except optuna.exceptions.UpdateFinishedTrialError:
         return  # another process finished it meanwhile
@@ -171,9 +192,12 @@ def _alive(pid: int) -> bool:
 def open_study(plan: Plan) -> OpenedStudy:
     """Load or create the plan's study, recover trials of dead drivers, count what is left."""
     storage = open_storage(plan.storage)
-    names = {
-        s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
-    }
+    with untrusted_read(f"storage {redact_url(plan.storage)}"):
+        return _open_study(plan, storage)
+
+
+def _open_study(plan: Plan, storage: optuna.storages.BaseStorage) -> OpenedStudy:
+    names = set(optuna.get_all_study_names(storage))
     if plan.study_name in names and not plan.resume:
         _archive(storage, plan.study_name)
         names.discard(plan.study_name)
@@ -197,8 +221,8 @@ def _create(plan: Plan, storage: optuna.storages.BaseStorage) -> None:
     space = plan.search_space
     directions: list[Any] = [o.direction for o in space.objectives]
     study = optuna.create_study(study_name=plan.study_name, storage=storage, directions=directions)
-    study.set_user_attr(SPACE_ATTR, space.fingerprint())
-    study.set_user_attr("objectives", [o.name for o in space.objectives])
+    set_study_attr(study, SPACE_ATTR, space.fingerprint())
+    set_study_attr(study, "objectives", [o.name for o in space.objectives])
     defaults = space.defaults()
     if defaults:
         study.enqueue_trial(defaults, user_attrs={"origin": "defaults"})
@@ -206,7 +230,7 @@ def _create(plan: Plan, storage: optuna.storages.BaseStorage) -> None:
 
 def _check_same_space(study: optuna.Study, plan: Plan) -> None:
     stored = study.user_attrs.get(SPACE_ATTR)
-    if stored is not None and stored != plan.search_space.fingerprint():
+    if stored is not None and stored != redact_text(plan.search_space.fingerprint()):
         raise ConfigError(
             f"study_name: study {plan.study_name!r} was created with a different search space; "
             "use a new study_name, or resume=false to archive the old study and start afresh"

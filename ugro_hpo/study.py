@@ -92,7 +92,7 @@ def run(cfg: Any, run_dir: str | None = None, echo: bool = True) -> StudyResult:
 
 def study_info(plan: Plan, opened: Any, objective: Any) -> Any:
     """How trackers describe the study: names, budget, and the fixed settings worth logging."""
-    from ugro_hpo.redact import redact_data
+    from ugro_hpo.security.redaction import redact_data
     from ugro_hpo.tracking.base import StudyInfo
 
     objective_settings = {k: v for k, v in plan.objective.items() if not k.startswith("_")}
@@ -143,7 +143,7 @@ def finish(
     them to the trackers."""
     from ugro_hpo import exports
     from ugro_hpo.console import summary_table
-    from ugro_hpo.redact import redact_data, redact_url
+    from ugro_hpo.security.redaction import redact_data, redact_url
     from ugro_hpo.storage import finished_count
     from ugro_hpo.study_files import summarize, write_study_files
 

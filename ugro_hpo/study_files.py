@@ -33,9 +33,9 @@ class StudyFiles:
 def summarize(study: optuna.Study, space: SearchSpace, facts: dict[str, Any]) -> StudyFiles:
     """The summary of ``study``: counts, best trial (or Pareto front), importances, and ``facts``
     (status, n_trials, where things are) supplied by the caller."""
-    from ugro_hpo.redact import redact_data
     from ugro_hpo.report import importances
     from ugro_hpo.results import best_entry, counts, pareto_front, ranked, trial_records
+    from ugro_hpo.security.redaction import redact_data
     from ugro_hpo.storage import finished_count
 
     facts = dict(facts)

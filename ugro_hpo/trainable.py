@@ -13,8 +13,10 @@ import json
 import logging
 import math
 import numbers
+import re
 import sys
 import time
+import traceback
 from typing import Any
 
 from ray import tune
@@ -22,9 +24,16 @@ from ray import tune
 from ugro_hpo.components import instantiate
 from ugro_hpo.objectives.base import Objective, TrialContext
 from ugro_hpo.search_space import INTERNAL_KEY
+from ugro_hpo.security.redaction import RedactingStream, SecretDigests
 
 log = logging.getLogger("ugro_hpo.trial")
 _objectives: dict[str, Objective] = {}
+# What a trial reports comes back into the driver, the study database and the trackers: metric
+# names follow MLflow's rule (which W&B accepts too), and there is a limit to how many and how
+# long an error text may be.
+METRIC_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-. /]{0,249}")
+MAX_METRICS = 100
+MAX_ERROR = 2000
 
 
 class TrialFailed(RuntimeError):
@@ -64,9 +73,16 @@ def checked_metrics(
 ) -> dict[str, float]:
     """Numbers only, all finite, the objective's metrics present."""
     clean: dict[str, float] = {}
+    if len(metrics) > MAX_METRICS:
+        raise TrialFailed(f"{len(metrics)} metrics {where}; at most {MAX_METRICS} are allowed")
     for name, value in metrics.items():
+        if not isinstance(name, str) or not METRIC_NAME.fullmatch(name):
+            raise TrialFailed(
+                f"metric name {str(name)[:60]!r} {where} is not allowed; use up to 250 letters, "
+                "digits, '_', '-', '.', '/' or spaces"
+            )
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TrialFailed(f"metric {name!r} {where} is not a number: {value!r}")
+            raise TrialFailed(f"metric {name!r} {where} is not a number: {repr(value)[:100]}")
         if not math.isfinite(float(value)):
             raise TrialFailed(f"metric {name!r} is {float(value)} {where}")
         clean[name] = float(value)
@@ -78,6 +94,7 @@ def checked_metrics(
 
 def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
     """Ray Tune function trainable; ``spec`` holds the study-level settings (see launcher)."""
+    _scrub_output(spec["secret_digests"])
     internal = config.get(INTERNAL_KEY) or {}
     params = {k: v for k, v in config.items() if k != INTERNAL_KEY}
     metrics = tuple(spec["metrics"])
@@ -113,13 +130,28 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
         )
         return
     except Exception as exc:  # the objective's failure is this trial's, not the study's
-        log.error("trial %s failed", context.number, exc_info=True)
-        error = f"{type(exc).__name__}: {exc}"
+        # The error text is the objective's (or a library's): scrub every secret the driver
+        # knows of before it is logged or reported (and so stored by Ray and the study).
+        scrub = spec["secret_digests"].scrub
+        log.error("trial %s failed:\n%s", context.number, scrub(traceback.format_exc()))
+        error = scrub(f"{type(exc).__name__}: {exc}")[:MAX_ERROR]
         tune.report({"ugro_state": "failed", "ugro_error": error, "step": reporter.last_step})
         return
     finally:
         release_memory()
     tune.report({**final, "step": max(reporter.last_step, 1), "ugro_state": "complete"})
+
+
+def _scrub_output(digests: SecretDigests) -> None:
+    """What the objective prints goes to Ray's worker logs (and, with verbose, the driver's
+    console): scrub the driver's secrets from it. Once per worker process and study."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if isinstance(stream, RedactingStream):
+            if stream.redact == digests.scrub:
+                continue
+            stream = stream.target
+        setattr(sys, name, RedactingStream(stream, digests.scrub))
 
 
 def _objective(spec: dict[str, Any]) -> Objective:

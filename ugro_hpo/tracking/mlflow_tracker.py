@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 from ugro_hpo.naming import check_mlflow_experiment
-from ugro_hpo.redact import redact_data, redact_text, redact_url
+from ugro_hpo.security.redaction import redact_data, redact_text, redact_url
 from ugro_hpo.tracking.base import StudyInfo, Tracker, TrialEnd, TrialStart
 
 # A tracking server that stops answering must not stall a study for minutes of retries, and
@@ -40,7 +41,7 @@ def _metric(key: str, value: float, step: int) -> Any:
 
 
 def _param_value(value: Any) -> str:
-    """MLflow params are strings; lists and dicts are written out explicitly."""
+    """MLflow params are strings; lists and dicts are written out explicitly, secrets scrubbed."""
     text = (
         value
         if isinstance(value, str)
@@ -48,7 +49,15 @@ def _param_value(value: Any) -> str:
         if not isinstance(value, (int, float, bool))
         else str(value)
     )
-    return text[:MAX_PARAM]
+    return redact_text(text)[:MAX_PARAM]
+
+
+def _tags(tags: dict[str, Any]) -> dict[str, str]:
+    """Tag values with every secret we know of scrubbed (a search-space path can hold one)."""
+    return {key: redact_text(str(value))[:MAX_TAG] for key, value in redact_data(tags).items()}
+
+
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class MlflowTracker(Tracker):
@@ -110,10 +119,13 @@ class MlflowTracker(Tracker):
     def study_started(self, info: StudyInfo) -> None:
         from mlflow.entities import Param, RunTag
 
+        from ugro_hpo.storage import set_study_attr
+
         self.study_name = info.study_name
         self.user_tags = {f"ugro.tag.{k}": v for k, v in info.tags.items()}
         stored = info.study.user_attrs.get(self._parent_key())
-        if stored and self._usable(stored):
+        # A run id read from a shared database goes into a search filter below: it must be one.
+        if isinstance(stored, str) and _RUN_ID.fullmatch(stored) and self._usable(stored):
             self.parent_id = stored
             self.client.update_run(stored, status="RUNNING")
             self._close_stale_children(info.study)
@@ -126,9 +138,11 @@ class MlflowTracker(Tracker):
                 "ugro.role": "study",
                 **self.user_tags,
             }
-            run = self.client.create_run(self.experiment_id, run_name=info.study_name, tags=tags)
+            run = self.client.create_run(
+                self.experiment_id, run_name=info.study_name, tags=_tags(tags)
+            )
             self.parent_id = run.info.run_id
-            info.study.set_user_attr(self._parent_key(), self.parent_id)
+            set_study_attr(info.study, self._parent_key(), self.parent_id)
         self._parent_open = True
         params = {
             **info.describe,
@@ -204,7 +218,7 @@ class MlflowTracker(Tracker):
             **self.user_tags,
         }
         run = self.client.create_run(
-            self.experiment_id, run_name=f"trial-{start.number}", tags=tags
+            self.experiment_id, run_name=f"trial-{start.number}", tags=_tags(tags)
         )
         run_id = run.info.run_id
         self.runs[start.trial_id] = run_id

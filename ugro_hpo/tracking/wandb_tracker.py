@@ -21,9 +21,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ugro_hpo.errors import ConfigError
-from ugro_hpo.keys import wandb_api_key
 from ugro_hpo.naming import check_wandb_entity, check_wandb_project
-from ugro_hpo.redact import redact_data, redact_text
+from ugro_hpo.security.keys import wandb_api_key
+from ugro_hpo.security.redaction import redact_data, redact_text
 from ugro_hpo.tracking.base import StudyInfo, Tracker, TrialEnd, TrialStart
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 
 from ugro_hpo.errors import ConfigError
-from ugro_hpo.redact import mask, register
+from ugro_hpo.security.redaction import mask, register
 
 log = logging.getLogger(__name__)
 KEY_FORMAT = re.compile(r"[A-Za-z0-9_\-]{20,}")

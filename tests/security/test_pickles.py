@@ -1,0 +1,82 @@
+"""Optuna's CMA-ES sampler restores its state with `pickle` from the study storage, so whoever
+can write to a shared database can run code in every driver that samples with it. The first
+test shows the attack works (and fails, telling us to revisit the rule, if Optuna stops
+pickling); the others check the rule: refused on a shared database unless the user opts in."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import sqlite3
+from pathlib import Path
+
+import optuna
+import pytest
+
+from ugro_hpo.errors import ConfigError
+from ugro_hpo.plan import build_plan
+
+
+class _Plant:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_cma_es_state_in_the_storage_is_unpickled_so_it_can_run_code(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    sampler = optuna.samplers.CmaEsSampler(seed=0, n_startup_trials=1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="s", storage=url, sampler=sampler)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1) + t.suggest_float("y", 0, 1), n_trials=12)
+    marker = tmp_path / "ran"
+    # What another driver of the same database could write:
+    planted = pickle.dumps(_Plant(marker)).hex()
+    with sqlite3.connect(tmp_path / "shared.db") as db:
+        changed = db.execute(
+            "UPDATE trial_system_attributes SET value_json = ? WHERE key LIKE 'cma:optimizer:%'",
+            (json.dumps(planted),),
+        ).rowcount
+    assert changed >= 1, "Optuna no longer keeps CMA-ES state in the storage: revisit the rule"
+    reloaded = optuna.load_study(
+        study_name="s", storage=url, sampler=optuna.samplers.CmaEsSampler(seed=1)
+    )
+    with contextlib.suppress(Exception):  # whatever the sampler makes of it, the code has run
+        reloaded.optimize(
+            lambda t: t.suggest_float("x", 0, 1) + t.suggest_float("y", 0, 1), n_trials=1
+        )
+    assert marker.is_dir()  # the planted code ran
+
+
+SHARED = "postgresql://ugro:pw@db.invalid:5432/studies"
+QUICK = ["objective=synthetic", "search_space=branin", "tracking=none", "search=cmaes"]
+
+
+@pytest.mark.parametrize("storage", [SHARED, "mysql://u@h/db"])
+def test_cma_es_on_a_shared_database_is_refused(compose, tmp_path: Path, storage: str) -> None:
+    with pytest.raises(ConfigError, match="unpickle_shared_storage=true") as info:
+        build_plan(compose(*QUICK, f"storage={storage}"), tmp_path / "run")
+    assert "pw@" not in str(info.value)  # the URL is shown without its password
+
+
+def test_cma_es_on_a_shared_database_runs_when_the_user_opts_in(compose, tmp_path: Path) -> None:
+    plan = build_plan(
+        compose(*QUICK, f"storage={SHARED}", "unpickle_shared_storage=true"), tmp_path / "run"
+    )
+    assert plan.sampler_name == "optuna.samplers.CmaEsSampler"
+
+
+def test_cma_es_on_a_local_sqlite_file_needs_nothing(compose, tmp_path: Path) -> None:
+    plan = build_plan(compose(*QUICK), tmp_path / "run")
+    assert plan.sampler_name == "optuna.samplers.CmaEsSampler" and plan.storage.startswith(
+        "sqlite:///"
+    )
+
+
+@pytest.mark.parametrize("search", ["tpe", "random", "gp", "qmc", "nsga2", "auto"])
+def test_other_samplers_are_not_affected(compose, tmp_path: Path, search: str) -> None:
+    build_plan(compose(*QUICK[:3], f"search={search}", f"storage={SHARED}"), tmp_path / "run")
