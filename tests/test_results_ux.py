@@ -161,9 +161,10 @@ def test_the_report_page_opens_in_headless_chromium_without_console_errors(
 # -- analyse, export, train the best -----------------------------------------------------------
 
 
-def start_driver(*args: str, cwd: Path) -> subprocess.Popen[str]:
+def start_driver(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "ugro_hpo", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, **(env or {})})  # fmt: skip
 
 
 def finished_in(db: Path) -> int:
@@ -178,7 +179,13 @@ def finished_in(db: Path) -> int:
 
 def test_analyze_and_export_best_work_on_a_running_and_an_interrupted_study(tmp_path: Path) -> None:
     db = tmp_path / "outputs" / "studies.db"
-    driver = start_driver(*SLOW, "study_name=watched", cwd=tmp_path)
+    # Two trials finish at once; the others wait at a gate this test never opens, so the study
+    # is still running when it is analysed and interrupted, however fast the machine is.
+    gated = ["objective=custom", "objective.fn=fixture_objectives:gated_quadratic", "search_space=quadratic",
+             "max_steps=1", "eval_every=1", "scheduler=fifo", "n_trials=8", "parallel_jobs=2", "tracking=none",
+             "report=false"]  # fmt: skip
+    driver = start_driver(*gated, "study_name=watched", cwd=tmp_path,
+                          env={"UGRO_TEST_GATE": str(tmp_path / "gate")})  # fmt: skip
     try:
         deadline = time.time() + 120
         while finished_in(db) < 2 and time.time() < deadline:
