@@ -21,7 +21,7 @@ VICTIM = "victim"
 def victim_db(tmp_path_factory: pytest.TempPathFactory, ray_address: str) -> Path:
     """A real finished study (3 synthetic trials), made once; tests tamper with copies."""
     from ugro_hpo import run
-    from ugro_hpo.app import compose
+    from ugro_hpo.config import compose
 
     root = tmp_path_factory.mktemp("victim")
     cfg = compose("objective=synthetic", "search_space=quadratic", "tracking=none", "report=false",
@@ -90,7 +90,7 @@ class Outcome:
 @pytest.fixture
 def ugro(capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
     """Run `ugro <args>` in this process; returns its exit code and output."""
-    from ugro_hpo import cli
+    from ugro_hpo.cli import ugro as cli
 
     def call(*args: str) -> Outcome:
         capsys.readouterr()

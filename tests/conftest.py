@@ -42,9 +42,9 @@ def ray_address() -> Iterator[str]:
     subprocesses join it through its address."""
     import ray
 
-    from ugro_hpo.launcher import _RAY_ENV
+    from ugro_hpo.execution.launcher import RAY_ENV
 
-    for key, value in _RAY_ENV.items():
+    for key, value in RAY_ENV.items():
         os.environ.setdefault(key, value)
     ray.init(
         address="local",
@@ -86,8 +86,7 @@ def compose(tmp_path: Path) -> Callable[..., Any]:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from ugro_hpo import schema
-    from ugro_hpo.app import conf_dir, register_resolvers
+    from ugro_hpo.config import conf_dir, register_resolvers, schema
 
     schema.register()
     register_resolvers()

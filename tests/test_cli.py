@@ -117,7 +117,7 @@ def test_invalid_input_exits_2_with_one_line_and_creates_nothing(
 
 
 def test_ugro_sweep_translates_flags_into_overrides() -> None:
-    from ugro_hpo.cli import _parser, sweep_overrides
+    from ugro_hpo.cli.ugro import _parser, sweep_overrides
 
     args = _parser().parse_args(
         ["hpo", "sweep", "--study-name", "s", "--search-space", str(UGRO_SPACES / "llama2_lora.yaml"),
@@ -143,7 +143,7 @@ def test_ugro_sweep_translates_flags_into_overrides() -> None:
 
 
 def test_ugro_sweep_model_option_names_stay_options() -> None:
-    from ugro_hpo.cli import _parser, sweep_overrides
+    from ugro_hpo.cli.ugro import _parser, sweep_overrides
 
     overrides = sweep_overrides(
         _parser().parse_args(["hpo", "sweep", "--model", "llama2_7b", "--dataset", "my/hub-set"])

@@ -10,7 +10,7 @@ import pytest
 from hydra._internal.utils import _locate
 from omegaconf import OmegaConf
 
-from ugro_hpo.app import conf_dir
+from ugro_hpo.config import conf_dir
 
 GROUPS = sorted(p.name for p in conf_dir().iterdir() if p.is_dir() and p.name != "hydra")
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((conf_dir() / g).glob("*.yaml"))]
@@ -74,20 +74,25 @@ def test_defaults_are_the_documented_ones(compose) -> None:
 
     cfg = compose()
     assert cfg.objective._target_.endswith("LoraObjective")
-    assert cfg.search._target_ == "ugro_hpo.samplers.auto_sampler"
+    assert cfg.search._target_ == "ugro_hpo.optimize.samplers.auto_sampler"
     assert cfg.scheduler._target_ == "ray.tune.schedulers.ASHAScheduler"
     assert cfg.storage.endswith("/studies.db")
 
 
 def test_search_auto_picks_a_gp_for_small_numeric_spaces_and_tpe_otherwise(compose) -> None:
-    from ugro_hpo.plan import build_plan, build_sampler
+    import optuna
+
+    from ugro_hpo.config.plan import build_plan, build_sampler
 
     def chosen(*overrides: str):
         plan = build_plan(compose(*overrides), "unused")
-        return plan.sampler_name, build_sampler(plan)
+        return plan.sampler_name, build_sampler(plan).current(optuna.create_study())
 
-    name, _ = chosen("objective=synthetic", "search_space=branin")
-    assert name == "optuna.samplers.GPSampler"
+    for space in ("branin", "quadratic"):  # quadratic has a constraint: the GP models it too
+        name, sampler = chosen("objective=synthetic", f"search_space={space}")
+        assert name == "optuna.samplers.GPSampler" and isinstance(
+            sampler, optuna.samplers.GPSampler
+        )
     for overrides in ((), ("search_space=lora_conditional",)):  # a categorical; conditions
         name, sampler = chosen(*overrides)
         assert name == "optuna.samplers.TPESampler" and sampler._constant_liar

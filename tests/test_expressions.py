@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from ugro_hpo.expressions import ExpressionError, compile_expression
+from ugro_hpo.space import ExpressionError, compile_expression
 
 NAMES = ["a", "b", "opt", "lora_r", "lora_alpha", "lora_dropout"]
 

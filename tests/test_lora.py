@@ -241,7 +241,7 @@ def context(**changes) -> TrialContext:
 def test_nothing_of_a_trial_outlives_it(tiny) -> None:
     from peft import PeftModel
 
-    from ugro_hpo.trainable import release_memory
+    from ugro_hpo.execution.trainable import release_memory
 
     objective = LoraObjective(tiny, PydocTopics(seq_len=32, max_train_chunks=32, max_eval_chunks=4))
     for _ in range(2):

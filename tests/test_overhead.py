@@ -6,14 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
+from conftest import QUICK
 
 
 def test_release_memory_freezes_once_and_still_collects_each_trials_cycles() -> None:
     # A fresh interpreter: the collector's frozen generation is process-wide state.
     code = """
 import gc, weakref
-from ugro_hpo.trainable import release_memory
+from ugro_hpo.execution.trainable import release_memory
 
 class Node:
     pass
@@ -37,12 +37,19 @@ assert gc.get_freeze_count() == frozen, "only the first trial freezes what survi
     assert done.returncode == 0, done.stderr
 
 
-def test_study_start_skips_rays_callback_census() -> None:
-    # Ray's telemetry would import its Comet, Aim, MLflow and W&B integrations to count our
-    # callbacks by class name: about a second per study.
-    usage = pytest.importorskip("ray.air._internal.usage")
-    from ugro_hpo.launcher import _skip_callback_census
-
-    _skip_callback_census()
-    assert usage.tag_callbacks([object()]) is False
-    assert "ray.air.integrations.comet" not in sys.modules
+def test_a_study_gives_ray_no_callbacks_so_ray_imports_none_of_its_tracker_integrations(
+    ray_address: str, tmp_path
+) -> None:
+    """The driver hears of trials through its searcher and stops the run through a stopper, so
+    Ray gets no callbacks of ours; with callbacks, its telemetry would import its Comet, Aim,
+    MLflow and W&B integrations to count them by class (about a second per study)."""
+    code = (
+        "import sys\n"
+        "from ugro_hpo import compose, run\n"
+        f"cfg = compose(*{QUICK!r}, 'n_trials=2', 'outputs_dir={tmp_path}', 'ray.address={ray_address}')\n"
+        "assert run(cfg, echo=False).status == 'complete'\n"
+        "print(sorted(m for m in sys.modules if m.startswith('ray.air.integrations')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

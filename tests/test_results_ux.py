@@ -190,8 +190,8 @@ def test_analyze_and_export_best_work_on_a_running_and_an_interrupted_study(tmp_
         deadline = time.time() + 120
         while finished_in(db) < 2 and time.time() < deadline:
             time.sleep(0.2)
-        running = run_cli("--study-name", "watched", "--output-dir", "while_running",
-                          module="ugro_hpo.analyze", cwd=tmp_path)  # fmt: skip
+        running = run_cli("hpo", "analyze", "--study-name", "watched", "--output-dir", "while_running",
+                          module="ugro_hpo.cli", cwd=tmp_path)  # fmt: skip
         driver.send_signal(signal.SIGINT)
         driver.communicate(timeout=120)
     finally:
@@ -215,8 +215,8 @@ def test_analyze_and_export_best_work_on_a_running_and_an_interrupted_study(tmp_
     assert export.returncode == 0, export.stderr[-2000:]
     best = yaml.safe_load((tmp_path / "best.yaml").read_text())
     assert best == summary["best"]["params"]
-    same = run_cli("--study-name", "watched", "--output", "best2.yaml", module="ugro_hpo.export_best",
-                   cwd=tmp_path)  # fmt: skip
+    same = run_cli("hpo", "export-best", "--study-name", "watched", "--output", "best2.yaml",
+                   module="ugro_hpo.cli", cwd=tmp_path)  # fmt: skip
     assert (
         same.returncode == 0
         and (tmp_path / "best2.yaml").read_text() == (tmp_path / "best.yaml").read_text()
@@ -225,7 +225,7 @@ def test_analyze_and_export_best_work_on_a_running_and_an_interrupted_study(tmp_
 
 def test_an_unknown_study_is_a_one_line_error(tmp_path: Path) -> None:
     run_cli(*FAST, "n_trials=1", "study_name=known", cwd=tmp_path)
-    result = run_cli("--study-name", "nope", module="ugro_hpo.analyze", cwd=tmp_path)
+    result = run_cli("hpo", "analyze", "--study-name", "nope", module="ugro_hpo.cli", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "ugro_hpo: error: --study-name: no study 'nope' in sqlite:///outputs/studies.db (studies: known)"

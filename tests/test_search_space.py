@@ -10,10 +10,10 @@ import pytest
 import yaml
 from conftest import UGRO_SPACES
 
-from ugro_hpo.app import conf_dir
+from ugro_hpo.config import conf_dir
 from ugro_hpo.errors import SearchSpaceError
-from ugro_hpo.samplers import grid_sampler
-from ugro_hpo.search_space import INTERNAL_KEY, load_search_space, parse_search_space
+from ugro_hpo.optimize.samplers import grid_sampler
+from ugro_hpo.space import load_search_space, parse_search_space
 
 VALID_FILES = sorted(UGRO_SPACES.glob("*.yaml")) + sorted(
     (conf_dir() / "search_space").glob("*.yaml")
@@ -300,8 +300,8 @@ def test_sample_returns_the_violation_for_the_trainable() -> None:
         "parameters: {x: {type: int, min: 5, max: 5}}\nconstraints: ['x < 3']\nobjectives: [{name: l}]\n"
     )
     study = optuna.create_study()
-    extras = space.sample(study.ask())
-    assert extras == {INTERNAL_KEY: {"violation": "x < 3"}}
+    proposal = space.sample(study.ask())
+    assert (proposal.params, proposal.violation, proposal.outside) == ({"x": 5}, "x < 3", None)
 
 
 def test_defaults_follow_conditions() -> None:

@@ -18,18 +18,17 @@ from conftest import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ugro_hpo.errors import ConfigError, SearchSpaceError
-from ugro_hpo.expressions import ExpressionError, compile_expression
-from ugro_hpo.naming import (
+from ugro_hpo.config.names import (
     check_mlflow_experiment,
     check_path_name,
     check_tags,
     check_wandb_entity,
     check_wandb_project,
 )
-from ugro_hpo.search_space import load_search_space
+from ugro_hpo.errors import ConfigError, SearchSpaceError
 from ugro_hpo.security.keys import check_key_format, read_key_file
 from ugro_hpo.security.redaction import is_secret_name, mask, redact_data, redact_text, register
+from ugro_hpo.space import ExpressionError, compile_expression, load_search_space
 
 # -- names ------------------------------------------------------------------------------------
 
@@ -144,7 +143,7 @@ def test_keys_come_from_a_dotenv_file_and_the_environment_wins(tmp_path: Path) -
     (tmp_path / ".env").write_text("WANDB_PROJECT=from-dotenv\nWANDB_ENTITY=from-dotenv\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env["WANDB_ENTITY"] = "from-environment"
-    probe = "from ugro_hpo.app import load_secrets; load_secrets(); import os; print(os.environ['WANDB_PROJECT'], os.environ['WANDB_ENTITY'])"
+    probe = "from ugro_hpo.cli.app import load_secrets; load_secrets(); import os; print(os.environ['WANDB_PROJECT'], os.environ['WANDB_ENTITY'])"
     result = subprocess.run(
         [sys.executable, "-c", probe],
         cwd=tmp_path,
@@ -327,7 +326,7 @@ def test_search_space_files_cannot_import_or_instantiate(tmp_path: Path) -> None
 
 
 def test_the_dry_run_plan_shows_a_storage_url_without_its_password(compose, tmp_path: Path) -> None:
-    from ugro_hpo.plan import build_plan, describe
+    from ugro_hpo.config.plan import build_plan, describe
 
     password = "pw" + secrets.token_hex(8)
     cfg = compose(f"storage=postgresql://ugro:{password}@db.example:5432/studies")

@@ -120,10 +120,11 @@ def test_mlflow_server_gets_one_parent_and_one_nested_run_per_trial(
     result = study(*overrides(space_file, "ml-study"), "tracking=mlflow", "report=true",
                    f"mlflow.tracking_uri={mlflow_server.uri}", "mlflow.experiment_name=ugro-tests")  # fmt: skip
     client, parents, children = mlflow_runs(mlflow_server.uri, "ugro-tests", "ml-study")
-    assert len(parents) == 1 and len(children) == 6
+    counts = result.summary["counts"]
+    assert len(parents) == 1 and len(children) == 6 + counts["infeasible"]  # 6 trials ran
     parent = parents[0]
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
-    assert parent.data.tags["ugro.sampler"] == "optuna.samplers.TPESampler"  # auto: constraints
+    assert parent.data.tags["ugro.sampler"] == "optuna.samplers.GPSampler"  # auto: constraints too
     assert parent.data.tags["ugro.scheduler"] == "ray.tune.schedulers.FIFOScheduler"
     assert parent.data.params["max_steps"] == "5" and parent.data.params["n_trials"] == "6"
     assert parent.data.params["function"] == "quadratic"
@@ -134,13 +135,14 @@ def test_mlflow_server_gets_one_parent_and_one_nested_run_per_trial(
     assert {"report/index.html", "report/optimization_history.png"} <= report
 
     by_number = {int(c.data.tags["ugro.trial_number"]): c for c in children}
-    assert sorted(by_number) == list(range(6))
+    assert sorted(by_number) == [r.number for r in result.records]  # 6 ran, and the infeasible
     stored = {
         t.number: t
         for t in optuna.load_study(study_name="ml-study", storage=result.plan.storage).trials
     }
     for number, child in by_number.items():
-        assert child.data.tags["ugro.trial_id"] == stored[number].user_attrs["ray_trial_id"]
+        ray_id = stored[number].user_attrs.get("ray_trial_id", f"infeasible-{number}")
+        assert child.data.tags["ugro.trial_id"] == ray_id
         assert child.data.tags["ugro.state"] == result.records[number].state
         assert set(child.data.params) == {"x1", "x2"}
     infeasible = by_number[0]
@@ -163,7 +165,7 @@ def test_wandb_offline_writes_one_run_per_trial(study, space_file, tmp_path: Pat
         "report=true",
     )
     runs = read_runs(tmp_path / "outputs" / "wandb")
-    assert len(runs) == 6
+    assert len(runs) == 6 + result.summary["counts"]["infeasible"]  # infeasible ones never ran
     stored = {
         t.number: t
         for t in optuna.load_study(study_name="wb-study", storage=result.plan.storage).trials
@@ -175,7 +177,8 @@ def test_wandb_offline_writes_one_run_per_trial(study, space_file, tmp_path: Pat
             and run.group == "wb-study"
             and run.name == f"trial-{number}"
         )
-        assert f"trial_id-{stored[number].user_attrs['ray_trial_id']}" in run.tags
+        ray_id = stored[number].user_attrs.get("ray_trial_id", f"infeasible-{number}")
+        assert f"trial_id-{ray_id}" in run.tags
         assert {"x1", "x2", "function", "max_steps", "study_name"} <= set(run.config)
         assert run.exit_code == 0
     infeasible = by_number[0]
@@ -199,11 +202,12 @@ def test_wandb_offline_writes_one_run_per_trial(study, space_file, tmp_path: Pat
 def test_dual_tracking_logs_both_with_cross_references(
     study, mlflow_server, space_file, tmp_path: Path
 ) -> None:
-    study(*overrides(space_file, "dual-study"), "tracking=dual", f"mlflow.tracking_uri={mlflow_server.uri}",
-          "mlflow.experiment_name=ugro-tests", "wandb.project=ugro-tests", "wandb.mode=offline")  # fmt: skip
+    result = study(*overrides(space_file, "dual-study"), "tracking=dual", f"mlflow.tracking_uri={mlflow_server.uri}",
+                   "mlflow.experiment_name=ugro-tests", "wandb.project=ugro-tests", "wandb.mode=offline")  # fmt: skip
     _, parents, children = mlflow_runs(mlflow_server.uri, "ugro-tests", "dual-study")
     runs = read_runs(tmp_path / "outputs" / "wandb")
-    assert len(parents) == 1 and len(children) == len(runs) == 6
+    ran_or_infeasible = 6 + result.summary["counts"]["infeasible"]
+    assert len(parents) == 1 and len(children) == len(runs) == ran_or_infeasible
     by_wandb = {r.run_id: r for r in runs}
     for child in children:
         wandb_run = by_wandb[child.data.tags["ugro.wandb_run_id"]]
@@ -217,11 +221,11 @@ def test_continuing_a_study_reuses_its_parent_and_logs_each_trial_once(
     args = [*overrides(space_file, "continued"), "tracking=mlflow", f"mlflow.tracking_uri={mlflow_server.uri}",
             "mlflow.experiment_name=ugro-tests"]  # fmt: skip
     study(*args, "n_trials=3")
-    study(*args, "n_trials=6")
+    result = study(*args, "n_trials=6")
     _, parents, children = mlflow_runs(mlflow_server.uri, "ugro-tests", "continued")
     assert len(parents) == 1
     numbers = sorted(int(c.data.tags["ugro.trial_number"]) for c in children)
-    assert numbers == list(range(6))
+    assert numbers == [r.number for r in result.records]  # each trial once, infeasible ones too
     assert parents[0].data.tags.get("ugro.changed.n_trials") == "6"
 
 
@@ -254,9 +258,9 @@ def test_a_tracking_server_dying_mid_study_loses_nothing(study, space_file, tmp_
         killer.join(timeout=60)
         server.stop()
     assert result.summary["finished"] == 8 and result.summary["status"] == "complete"
-    assert len(result.records) == 8
+    assert len(result.records) == 8 + result.summary["counts"]["infeasible"]  # never ran
     rows = (result.run_dir / "trials.csv").read_text().strip().splitlines()
-    assert len(rows) == 1 + 8
+    assert len(rows) == 1 + len(result.records)
     status = json.loads((result.run_dir / "summary.json").read_text())["tracking"]["mlflow"]
     assert status["ok"] is False and status["failures"] >= 1 and status["errors"]
     assert status["trials_not_logged"]

@@ -11,19 +11,19 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from ugro_hpo.study import StudyResult
+    from ugro_hpo.pipeline import StudyResult
 
 
 def compose(*overrides: str) -> Any:
-    """Compose the app's config with command-line style overrides (see `ugro_hpo.app.compose`)."""
-    from ugro_hpo.app import compose as _compose
+    """Compose the app's config with command-line style overrides (see `ugro_hpo.config.compose`)."""
+    from ugro_hpo.config.compose import compose as _compose
 
     return _compose(*overrides)
 
 
 def run(cfg: Any, run_dir: str | None = None, echo: bool = True) -> StudyResult:
-    """Run one study from a composed config (see `ugro_hpo.study.run`)."""
-    from ugro_hpo.study import run as _run
+    """Run one study from a composed config (see `ugro_hpo.pipeline.run`)."""
+    from ugro_hpo.pipeline import run as _run
 
     return _run(cfg, run_dir=run_dir, echo=echo)
 

@@ -21,9 +21,9 @@ from benchlib import ROOT, Result
 from peft import get_peft_model
 
 from ugro_hpo import compose
-from ugro_hpo.components import instantiate
+from ugro_hpo.config.components import instantiate
+from ugro_hpo.config.plan import resolve
 from ugro_hpo.lora.training import BatchStream, Hyperparameters, TrainingRun, lora_config, train
-from ugro_hpo.plan import resolve
 
 
 def bare_loop(model, blocks, batch_size: int, steps: int, lr: float) -> float:

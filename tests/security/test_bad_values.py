@@ -66,8 +66,8 @@ def test_argparse_does_not_guess_abbreviated_flags(tmp_path: Path) -> None:
 
 def test_seconds_and_resources_are_checked_without_a_process(compose, tmp_path: Path) -> None:
     """The same rules, for callers of the Python API (`ugro_hpo.run(cfg)`)."""
+    from ugro_hpo.config.plan import build_plan
     from ugro_hpo.errors import ConfigError
-    from ugro_hpo.plan import build_plan
 
     for override in (
         "resources.cpu=nan",

@@ -12,7 +12,7 @@ import pytest
 from conftest import run_cli
 
 from ugro_hpo.errors import SearchSpaceError
-from ugro_hpo.search_space import load_search_space, parse_search_space
+from ugro_hpo.space import load_search_space, parse_search_space
 
 HEAD = "parameters: {x: {type: float, min: 0, max: 1}, y: {type: int, min: 1, max: 100}}\nobjectives: [{name: loss}]\n"
 LAUGHS = "metadata:\n  a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(

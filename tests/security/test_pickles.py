@@ -15,8 +15,8 @@ from pathlib import Path
 import optuna
 import pytest
 
+from ugro_hpo.config.plan import build_plan
 from ugro_hpo.errors import ConfigError
-from ugro_hpo.plan import build_plan
 
 
 class _Plant:

@@ -180,7 +180,7 @@ def test_any_url_password_is_gone(scheme: str, user: str, password: str, rest: s
      "postgresql://ugro@db.example/studies?sslmode=require&password={v}", "mysql://u:{v}@h/db?charset=utf8"],
 )  # fmt: skip
 def test_a_storage_url_s_password_is_never_printed(compose, tmp_path, url: str) -> None:  # type: ignore[no-untyped-def]
-    from ugro_hpo.plan import build_plan, describe
+    from ugro_hpo.config.plan import build_plan, describe
 
     value = _value("url")
     plan = build_plan(compose(f"storage='{url.format(v=value)}'"), tmp_path / "run")

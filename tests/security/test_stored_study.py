@@ -113,8 +113,8 @@ def test_a_custom_objective_s_function_comes_from_the_command_line_not_the_study
 def test_every_shipped_objective_model_and_dataset_passes_the_allow_list(
     overrides: list[str],
 ) -> None:
-    from ugro_hpo.app import compose
-    from ugro_hpo.plan import resolve
+    from ugro_hpo.config import compose
+    from ugro_hpo.config.plan import resolve
     from ugro_hpo.security.stored_objective import check_objective
 
     config = json.loads(json.dumps(resolve(compose(*overrides))))  # as the study stores it
@@ -242,5 +242,8 @@ def test_analyze_reports_what_the_run_recorded(stored: StoredCopy, ugro: Any) ->
     summary = json.loads(
         next((stored.root / "outputs" / VICTIM).glob("analysis_*/summary.json")).read_text()
     )
-    assert summary["sampler"] == "optuna.samplers.TPESampler"
+    assert (
+        summary["sampler"] == "optuna.samplers.GPSampler"
+        and "Gaussian" in summary["sampler_reason"]
+    )
     assert summary["scheduler"] == "ray.tune.schedulers.FIFOScheduler"

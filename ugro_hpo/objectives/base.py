@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ugro_hpo.errors import ConfigError
 
 if TYPE_CHECKING:
-    from ugro_hpo.search_space import SearchSpace
+    from ugro_hpo.space import SearchSpace
 
 
-class Report(Protocol):
+class ReportFn(Protocol):
     def __call__(self, step: int, **metrics: float) -> None: ...
 
 
@@ -76,6 +76,6 @@ class Objective(ABC):
 
     @abstractmethod
     def __call__(
-        self, params: dict[str, Any], report: Report, context: TrialContext
+        self, params: dict[str, Any], report: ReportFn, context: TrialContext
     ) -> dict[str, float]:
         """Run one trial; report intermediate metrics; return the final ones."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ugro_hpo.errors import ConfigError
-from ugro_hpo.objectives.base import Objective, Report, TrialContext
+from ugro_hpo.objectives.base import Objective, ReportFn, TrialContext
 
 
 def import_callable(reference: str, key: str = "objective.fn") -> Callable[..., Any]:
@@ -47,7 +47,7 @@ class CustomObjective(Objective):
         self.name = f"custom({fn})"
 
     def __call__(
-        self, params: dict[str, Any], report: Report, context: TrialContext
+        self, params: dict[str, Any], report: ReportFn, context: TrialContext
     ) -> dict[str, float]:
         result = self.function(dict(params), report)
         if (

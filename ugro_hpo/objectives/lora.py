@@ -17,8 +17,8 @@ from ugro_hpo.errors import ConfigError
 from ugro_hpo.lora.data import TextSource
 from ugro_hpo.lora.models import PretrainedModel
 from ugro_hpo.lora.training import LR_SCHEDULERS, OPTIMIZERS, Hyperparameters
-from ugro_hpo.objectives.base import Objective, Report, TrialContext
-from ugro_hpo.search_space import SearchSpace
+from ugro_hpo.objectives.base import Objective, ReportFn, TrialContext
+from ugro_hpo.space import SearchSpace
 
 log = logging.getLogger(__name__)
 _KNOWN_CHOICES = {"optimizer_type": OPTIMIZERS, "lr_scheduler_type": LR_SCHEDULERS}
@@ -81,7 +81,7 @@ class LoraObjective(Objective):
         self.model.prepare(gpu=float(resources.get("gpu", 0)))
 
     def __call__(
-        self, params: dict[str, Any], report: Report, context: TrialContext
+        self, params: dict[str, Any], report: ReportFn, context: TrialContext
     ) -> dict[str, float]:
         import torch
         from peft import get_peft_model

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ugro_hpo.errors import ConfigError
-from ugro_hpo.objectives.base import Objective, Report, TrialContext
-from ugro_hpo.search_space import SearchSpace
+from ugro_hpo.objectives.base import Objective, ReportFn, TrialContext
+from ugro_hpo.space import SearchSpace
 
 _MAX_DIMENSIONS = 32
 
@@ -163,7 +163,7 @@ class SyntheticObjective(Objective):
             )
 
     def __call__(
-        self, params: dict[str, Any], report: Report, context: TrialContext
+        self, params: dict[str, Any], report: ReportFn, context: TrialContext
     ) -> dict[str, float]:
         spec = FUNCTIONS[self.resolve(context.metadata)]
         point = [float(params[f"x{i}"]) for i in range(1, len(params) + 1)]

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ugro_hpo.naming import check_mlflow_experiment
+from ugro_hpo.config.names import check_mlflow_experiment
 from ugro_hpo.security.redaction import redact_data, redact_text, redact_url
-from ugro_hpo.tracking.base import StudyInfo, Tracker, TrialEnd, TrialStart
+from ugro_hpo.tracking.tracker import StudyInfo, Tracker, TrialEnd, TrialStart
 
 # A tracking server that stops answering must not stall a study for minutes of retries, and
 # our summary says where the runs are (MLflow would print two links per finished run).
@@ -119,7 +119,7 @@ class MlflowTracker(Tracker):
     def study_started(self, info: StudyInfo) -> None:
         from mlflow.entities import Param, RunTag
 
-        from ugro_hpo.storage import set_study_attr
+        from ugro_hpo.optimize.storage import set_study_attr
 
         self.study_name = info.study_name
         self.user_tags = {f"ugro.tag.{k}": v for k, v in info.tags.items()}
@@ -173,7 +173,12 @@ class MlflowTracker(Tracker):
         a trial stored as finished just before the crash keeps its result; the others failed."""
         from mlflow.entities import RunTag
 
-        from ugro_hpo.results import trial_state
+        from ugro_hpo.optimize.protocol import (
+            TRIAL_LAST_STEP,
+            TRIAL_METRICS,
+            TRIAL_VIOLATION,
+            outcome_of,
+        )
 
         runs = self.client.search_runs(
             [self.experiment_id],
@@ -183,11 +188,11 @@ class MlflowTracker(Tracker):
         for run in runs:
             number = int(run.data.tags.get("ugro.trial_number", -1))
             trial = trials[number] if 0 <= number < len(trials) else None
-            state = trial_state(trial) if trial is not None else "failed"
+            state = str(outcome_of(trial)) if trial is not None else "failed"
             if state in ("complete", "pruned", "infeasible"):
-                metrics = dict(trial.user_attrs.get("metrics") or {})  # type: ignore[union-attr]
-                step = int(trial.user_attrs.get("last_step") or 0)  # type: ignore[union-attr]
-                violation = trial.user_attrs.get("violation")  # type: ignore[union-attr]
+                metrics = dict(trial.user_attrs.get(TRIAL_METRICS) or {})  # type: ignore[union-attr]
+                step = int(trial.user_attrs.get(TRIAL_LAST_STEP) or 0)  # type: ignore[union-attr]
+                violation = trial.user_attrs.get(TRIAL_VIOLATION)  # type: ignore[union-attr]
                 tags = [RunTag("ugro.state", state)]
                 if violation:
                     tags.append(
@@ -258,10 +263,11 @@ class MlflowTracker(Tracker):
 
         best = summary.get("best")
         if best:
+            goals = [o["name"] for o in summary.get("objectives") or []]
             metrics = [
                 _metric(f"best_{k}", v, 0)
                 for k, v in best["metrics"].items()
-                if isinstance(v, (int, float))
+                if k in goals and isinstance(v, (int, float))
             ]
             self.client.log_batch(
                 self.parent_id,
@@ -272,6 +278,7 @@ class MlflowTracker(Tracker):
         self.client.log_batch(
             self.parent_id, metrics=[_metric(f"trials_{k}", v, 0) for k, v in counts.items()]
         )
+        self.client.log_dict(self.parent_id, redact_data(summary), "summary.json")
         for path in files:
             if path.is_dir():
                 self.client.log_artifacts(self.parent_id, str(path), artifact_path=path.name)

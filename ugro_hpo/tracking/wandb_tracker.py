@@ -12,6 +12,7 @@ Without an API key, or when the server cannot be reached, runs are written offli
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import netrc
 import os
@@ -20,11 +21,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from ugro_hpo.config.names import check_wandb_entity, check_wandb_project
 from ugro_hpo.errors import ConfigError
-from ugro_hpo.naming import check_wandb_entity, check_wandb_project
 from ugro_hpo.security.keys import wandb_api_key
 from ugro_hpo.security.redaction import redact_data, redact_text
-from ugro_hpo.tracking.base import StudyInfo, Tracker, TrialEnd, TrialStart
+from ugro_hpo.tracking.tracker import StudyInfo, Tracker, TrialEnd, TrialStart
 
 log = logging.getLogger(__name__)
 MODES = {
@@ -211,8 +212,9 @@ class WandbTracker(Tracker):
         run = self._init("study", f"study-{info.study_name}"[:128], ["study"], config)
         try:
             best = summary.get("best") or {}
+            goals = [o["name"] for o in summary.get("objectives") or []]
             values: dict[str, Any] = {
-                f"best_{k}": v for k, v in (best.get("metrics") or {}).items()
+                f"best_{k}": v for k, v in (best.get("metrics") or {}).items() if k in goals
             }
             values.update({f"trials_{k}": v for k, v in (summary.get("counts") or {}).items()})
             values.update(status=summary.get("status"), best_trial=best.get("trial"))
@@ -223,6 +225,8 @@ class WandbTracker(Tracker):
             if plots:
                 run.log({f"report/{p.stem}": wandb.Image(str(p)) for p in plots})
             artifact = wandb.Artifact(f"report-{info.study_name}"[:128], type="report")
+            with artifact.new_file("summary.json", mode="w", encoding="utf-8") as file:
+                json.dump(redact_data(summary), file, indent=2, default=str)
             for path in files:  # file by file: add_dir would print to our console
                 for item in sorted(path.iterdir()) if path.is_dir() else [path]:
                     if item.is_file():

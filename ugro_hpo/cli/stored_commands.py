@@ -1,0 +1,189 @@
+"""The commands on a study already in storage: `ugro hpo analyze`, `export-best` and
+`train-best`. Nothing here needs the run that made the study, only the storage URL and the
+study name; what the study holds is read through `optimize.stored_study`, which checks it,
+since a shared database is written by others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from ugro_hpo.errors import ConfigError
+from ugro_hpo.optimize.stored_study import FACT_KEYS, load_stored_study, status_of
+from ugro_hpo.security.redaction import redact_url
+from ugro_hpo.security.stored_objective import build_objective
+
+log = logging.getLogger("ugro_hpo")
+
+
+def default_output(study_name: str, leaf: str) -> Path:
+    """``outputs/<study>/<leaf>``, refused if a link there would lead outside ``outputs/``."""
+    from ugro_hpo.config.names import check_path_name
+
+    root = Path("outputs")
+    path = root / check_path_name(study_name, "--study-name") / leaf
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise ConfigError(
+            f"{root / study_name} leads outside {root}/ (a symbolic link?); remove it or pass "
+            "--output-dir"
+        )
+    return path
+
+
+def analyze(study_name: str, storage: str, output_dir: Path | None) -> Path:
+    """Rebuild summary.json, best_params.yaml, trials.csv and report/ from the storage."""
+    from ugro_hpo.results.console import summary_table
+    from ugro_hpo.results.summary import summarize
+    from ugro_hpo.results.writers import write_study_files, write_summary
+
+    stored = load_stored_study(study_name, storage)
+    out = output_dir or default_output(study_name, f"analysis_{time.strftime('%Y-%m-%d_%H-%M-%S')}")
+    facts = {
+        "status": status_of(stored),
+        "n_trials": stored.n_trials,
+        "run_dir": str(out),
+        "storage": redact_url(storage),
+        "search_space": stored.space.source,
+        **{key: stored.facts.get(key) for key in FACT_KEYS},
+    }
+    summary = summarize(stored.study, stored.space, facts)
+    write_study_files(stored.study, stored.space, summary, out)
+    write_summary(out, summary.data)
+    print(summary_table({**summary.data, "duration_s": None}, summary.ordered[:5], stored.space),
+          flush=True)  # fmt: skip
+    return out
+
+
+def export_best(study_name: str, storage: str, output: Path) -> Path:
+    """Write the best parameters (the first of the Pareto front for several objectives)."""
+    from ugro_hpo.results import writers
+    from ugro_hpo.results.records import best_entry, ranked, trial_records
+
+    stored = load_stored_study(study_name, storage)
+    ordered = ranked(trial_records(stored.study, stored.space), stored.space)
+    if not ordered:
+        raise ConfigError(f"--study-name: study {study_name!r} has no complete trial yet")
+    summary = {"study_name": study_name, "best": best_entry(ordered[0])}
+    writers.write_best_params(output, summary)
+    print(f"best parameters of study {study_name} (trial {ordered[0].number}) written to {output}")
+    return output
+
+
+def train_best(
+    study_name: str,
+    storage: str,
+    output_dir: Path | None,
+    max_steps: int | None,
+    objective_fn: str | None = None,
+    trust_remote_code: bool = False,
+) -> dict[str, float]:
+    """Train once more with the study's best parameters, in this process, and save the adapter.
+
+    The objective, seed, evaluation schedule and resources are the study's own, so with the
+    same ``max_steps`` the result reproduces the best trial's. The objective is rebuilt from
+    the stored config by the allow-list (`ugro_hpo.security.stored_objective`); a custom
+    objective's function comes from ``objective_fn`` (the command line), never from storage.
+    """
+    from ugro_hpo.objectives.base import TrialContext
+    from ugro_hpo.results import writers
+    from ugro_hpo.results.records import best_entry, ranked, trial_records
+
+    stored = load_stored_study(study_name, storage)
+    config = stored.config
+    if not stored.objective:
+        raise ConfigError(
+            f"--study-name: study {study_name!r} has no stored config; rerun it once with this version"
+        )
+    ordered = ranked(trial_records(stored.study, stored.space), stored.space)
+    if not ordered:
+        raise ConfigError(f"--study-name: study {study_name!r} has no complete trial yet")
+    best = ordered[0]
+    if max_steps is not None and max_steps <= 0:
+        raise ConfigError(f"--max-steps: must be > 0, got {max_steps}")
+    steps = max_steps or _stored_int(config, "max_steps", 1, study_name)
+    seed = _stored_int(config, "seed", 0, study_name)
+    eval_every = _stored_int(config, "eval_every", 1, study_name)
+    resources = _stored_resources(config.get("resources"), study_name)
+    spec = dict(stored.objective)
+    if "save_adapter" in spec:
+        spec.update(save_adapter=True, keep_adapters=1)
+    objective = build_objective(spec, objective_fn, trust_remote_code)
+    out = output_dir or default_output(study_name, f"best_trial_{best.number}_{steps}_steps")
+    objective.prepare(resources)
+    out.mkdir(parents=True, exist_ok=True)
+    context = TrialContext(
+        number=best.number,
+        seed=seed,
+        max_steps=steps,
+        eval_every=min(eval_every, steps),
+        metrics=tuple(stored.space.metric_names),
+        resources=resources,
+        run_dir=str(out),
+        metadata=dict(stored.space.metadata),
+    )
+
+    def report(step: int, **metrics: float) -> None:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        log.info("step %d/%d: %s", step, steps, shown)
+
+    log.info("training trial %d's parameters for %d steps", best.number, steps)
+    metrics = {
+        k: float(v) for k, v in (objective(dict(best.params), report, context) or {}).items()
+    }
+    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+    if bad:
+        raise ConfigError(f"final training: metric(s) {bad} are not finite")
+    writers.write_best_params(
+        out / "best_params.yaml", {"study_name": study_name, "best": best_entry(best)}
+    )
+    writers.write_atomic(
+        out / "final_metrics.json",
+        json.dumps(
+            {
+                "study_name": study_name,
+                "trial": best.number,
+                "max_steps": steps,
+                "metrics": metrics,
+                "study_values": best.values,
+            },
+            indent=2,
+        )
+        + "\n",
+    )
+    adapter = out / "adapters" / f"trial_{best.number}"
+    where = f"; adapter saved to {adapter}" if adapter.is_dir() else ""
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+    print(f"trained trial {best.number}'s parameters for {steps} steps: {shown}{where}", flush=True)
+    return metrics
+
+
+def _stored_int(config: dict[str, Any], key: str, minimum: int, study_name: str) -> int:
+    value = config.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= 10**7:
+        raise ConfigError(
+            f"study {study_name!r}: stored {key} {str(value)[:40]!r} is not a whole number between "
+            f"{minimum} and 10,000,000; the study database may have been altered"
+        )
+    return value
+
+
+def _stored_resources(value: Any, study_name: str) -> dict[str, float]:
+    resources = {"cpu": 1.0, "gpu": 0.0}
+    for key, amount in (value or {}).items() if isinstance(value, dict) else [("", None)]:
+        if (
+            key not in resources
+            or isinstance(amount, bool)
+            or not isinstance(amount, (int, float))
+            or not 0 <= amount <= 1024
+        ):
+            raise ConfigError(
+                f"study {study_name!r}: stored resources are not valid; the study database may "
+                "have been altered"
+            )
+        resources[key] = float(amount)
+    return resources

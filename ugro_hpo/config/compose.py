@@ -1,0 +1,43 @@
+"""Where the config tree lives and how to compose it outside a Hydra run (tests, notebooks,
+the sweeper): the same config the command line would compose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+PROGRAM = "ugro_hpo"
+
+
+def conf_dir() -> Path:
+    """The config tree: shipped inside the package, or at the top of a source checkout."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "conf", package.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise RuntimeError(f"{PROGRAM}: config directory not found next to {package}")
+
+
+def register_resolvers() -> None:
+    """`${ugro_path_name:...}` refuses names that would escape the outputs directory."""
+    from omegaconf import OmegaConf
+
+    from ugro_hpo.config.names import check_path_name
+
+    if not OmegaConf.has_resolver("ugro_path_name"):
+        OmegaConf.register_new_resolver(
+            "ugro_path_name", lambda v: check_path_name(v, "study_name")
+        )
+
+
+def compose(*overrides: str) -> Any:
+    """The app's config composed with ``overrides``, as the command line would (no Hydra run)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from ugro_hpo.config import schema
+
+    schema.register()
+    register_resolvers()
+    with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name=PROGRAM):
+        return hydra_compose("config", overrides=list(overrides))

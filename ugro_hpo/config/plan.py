@@ -1,0 +1,330 @@
+"""Turn a composed config into a validated plan: plain values, absolute paths, parsed space.
+
+Everything a user can get wrong is checked here, before anything is created: types and ranges,
+names, the search space and its expressions, the objective's vocabulary, the sampler. The plan
+carries plain dicts (``OmegaConf.to_container(resolve=True)``) because Hydra interpolations do
+not survive the trip to Ray workers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ugro_hpo.config.components import check_importable, instantiate
+from ugro_hpo.config.names import check_path_name, check_tags
+from ugro_hpo.errors import ConfigError
+from ugro_hpo.optimize.samplers import auto_reason, sampler_factory
+from ugro_hpo.security.credentials import refuse_config_credentials
+from ugro_hpo.security.redaction import redact_data, redact_url
+from ugro_hpo.space import SearchSpace, load_search_space, parse_search_space
+
+_STORAGE_URL = re.compile(r"(sqlite|postgresql|mysql)(\+[a-z0-9_]+)?://.*")
+_RAY_ADDRESS = re.compile(r"auto|local|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one study needs, validated and resolved."""
+
+    study_name: str
+    sampler_name: str  # the Optuna sampler class in use (search=auto decides from the space)
+    n_trials: int
+    parallel_jobs: int
+    seed: int
+    max_steps: int
+    eval_every: int
+    storage: str
+    resume: bool
+    dry_run: bool
+    verbose: int
+    outputs_dir: Path
+    run_dir: Path
+    search_space: SearchSpace
+    objective: dict[str, Any]
+    sampler: dict[str, Any]
+    scheduler: dict[str, Any]
+    callbacks: dict[str, dict[str, Any]]
+    tracking_required: bool
+    resources: dict[str, float]
+    ray_address: str | None
+    ray_num_cpus: int | None
+    export_best: Path | None
+    tags: dict[str, str]
+    max_failures: int
+    max_consecutive_failures: int
+    trial_timeout_s: float | None
+    time_budget_s: float | None
+    progress_interval_s: float
+    report: bool
+    config: dict[str, Any] = field(repr=False)
+    sampler_reason: str = ""  # why search=auto chose its sampler (empty for other searches)
+    checked_objective: Any = field(default=None, repr=False, compare=False)
+    """The objective built and checked on the driver (trials build their own from the spec)."""
+    sampler_factory: Any = field(default=None, repr=False, compare=False)
+    """Builds the sampler once the study is open (`optimize.samplers.SamplerFactory`)."""
+    trackers: list[Any] = field(default_factory=list, repr=False, compare=False)
+    """Our trackers, built (and so checked) once, here."""
+
+    @property
+    def ray_dir(self) -> Path:
+        """Ray Tune's experiment directory for this study."""
+        return self.outputs_dir / "ray" / self.study_name
+
+
+def resolve(cfg: Any) -> dict[str, Any]:
+    """The whole config as plain data, with a one-line error for a missing or broken value."""
+    from omegaconf import DictConfig, OmegaConf, open_dict
+    from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
+
+    if not isinstance(cfg, DictConfig):
+        return dict(cfg)
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        # Every ${outputs_dir} path must mean the same on Ray workers, whose cwd differs.
+        cfg.outputs_dir = str(Path(str(cfg.get("outputs_dir") or "outputs")).expanduser().resolve())
+    try:
+        data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as exc:
+        key = exc.full_key or "a value"
+        raise ConfigError(
+            f"{key}: missing value (???); set it on the command line, e.g. {key}=..."
+        ) from None
+    except InterpolationResolutionError as exc:
+        raise ConfigError(f"{exc.full_key}: {str(exc).splitlines()[0]}") from None
+    assert isinstance(data, dict)
+    return {str(k): v for k, v in data.items()}
+
+
+def build_plan(cfg: Any, run_dir: str | Path) -> Plan:
+    """Validate ``cfg`` and return the plan; raise ConfigError/SearchSpaceError otherwise."""
+    data = resolve(cfg)
+    redact_data(data)  # notes secret-named values so they are scrubbed from everything we write
+    refuse_config_credentials(data)
+    study_name = check_path_name(data.get("study_name"), "study_name")
+    n_trials = _integer(data, "n_trials", minimum=1)
+    parallel_jobs = _integer(data, "parallel_jobs", minimum=1)
+    max_steps = _integer(data, "max_steps", minimum=1)
+    eval_every = _integer(data, "eval_every", minimum=1)
+    if eval_every > max_steps:
+        raise ConfigError(f"eval_every: {eval_every} is larger than max_steps ({max_steps})")
+    outputs_dir = Path(str(data.get("outputs_dir") or "outputs")).resolve()
+
+    space = _search_space(data)
+    objective = _component(data, "objective")
+    checked_objective = instantiate(objective, "objective")
+    checked_objective.check(space)
+
+    seed = _integer(data, "seed", minimum=0, maximum=2**32 - 1)
+    storage = _storage_url(str(data.get("storage", "")))
+    sampler = _component(data, "search")
+    factory = sampler_factory(sampler)
+    factory.check(space)
+    sampler_name = factory.name(space)
+    _refuse_pickled_state(sampler_name, storage, bool(data.get("unpickle_shared_storage")))
+    scheduler = _component(data, "scheduler")
+    check_importable(scheduler, "scheduler")
+    callbacks, trackers = _callbacks(data)
+
+    export_best = data.get("export_best")
+    return Plan(
+        study_name=study_name,
+        n_trials=n_trials,
+        parallel_jobs=parallel_jobs,
+        seed=seed,
+        max_steps=max_steps,
+        eval_every=eval_every,
+        storage=storage,
+        resume=bool(data.get("resume", True)),
+        dry_run=bool(data.get("dry_run", False)),
+        verbose=int(data.get("verbose") or 0),
+        outputs_dir=outputs_dir,
+        run_dir=Path(run_dir).resolve(),
+        search_space=space,
+        objective=objective,
+        sampler=sampler,
+        sampler_name=sampler_name,
+        scheduler=scheduler,
+        callbacks=callbacks,
+        tracking_required=bool((data.get("tracking") or {}).get("required", True)),
+        resources=_resources(data.get("resources") or {}),
+        ray_address=_ray_address((data.get("ray") or {}).get("address")),
+        ray_num_cpus=(data.get("ray") or {}).get("num_cpus"),
+        export_best=Path(export_best).resolve() if export_best else None,
+        tags=check_tags(data.get("tags")),
+        max_failures=_integer(data, "max_failures", minimum=0),
+        max_consecutive_failures=_integer(data, "max_consecutive_failures", minimum=0),
+        trial_timeout_s=_seconds(data, "trial_timeout_s"),
+        time_budget_s=_seconds(data, "time_budget_s"),
+        progress_interval_s=_seconds(data, "progress_interval_s") or 30.0,
+        report=bool(data.get("report", True)),
+        config=data,
+        checked_objective=checked_objective,
+        sampler_reason=auto_reason(space) if sampler["_target_"].endswith(".auto_sampler") else "",
+        sampler_factory=factory,
+        trackers=trackers,
+    )
+
+
+def build_sampler(plan: Plan, seed_offset: int = 0) -> Any:
+    """The plan's sampler, built once; ``seed_offset`` keeps a resumed study from replaying
+    its seed."""
+    return plan.sampler_factory.build(plan.search_space, seed=(plan.seed + seed_offset) % 2**32)
+
+
+def _integer(data: Mapping[str, Any], key: str, minimum: int, maximum: int | None = None) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key}: must be a whole number >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{key}: must be a whole number <= {maximum}, got {value!r}")
+    return value
+
+
+def _seconds(data: Mapping[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(f"{key}: must be a number of seconds > 0 (or null), got {value!r}")
+    return float(value)
+
+
+def _refuse_pickled_state(sampler_name: str, storage: str, allowed: bool) -> None:
+    """CMA-ES keeps its state as pickles in the storage and unpickles them at every ask:
+    whoever can write to a shared database could run code in this process."""
+    shared = not storage.startswith("sqlite:///")
+    if sampler_name == "optuna.samplers.CmaEsSampler" and shared and not allowed:
+        raise ConfigError(
+            "search: CMA-ES restores its state by unpickling it from the study storage, so "
+            f"anyone who can write to {redact_url(storage)} could run code here; set "
+            "unpickle_shared_storage=true if only you write to it, or choose another search"
+        )
+
+
+def _search_space(data: Mapping[str, Any]) -> SearchSpace:
+    path = data.get("search_space_file")
+    if path:
+        return load_search_space(Path(str(path)).expanduser())
+    raw = data.get("search_space")
+    if raw is None:
+        raise ConfigError(
+            "search_space: choose a group option (search_space=lora) or search_space_file=PATH"
+        )
+    return parse_search_space(raw, source=f"search_space={_group_choice('search_space')}")
+
+
+def _group_choice(group: str) -> str:
+    """The option chosen for a config group (when composed by Hydra's app), for messages."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.choices.get(group, "?"))
+    return "(composed)"
+
+
+def _component(data: Mapping[str, Any], key: str) -> dict[str, Any]:
+    spec = data.get(key)
+    if not isinstance(spec, dict) or "_target_" not in spec:
+        raise ConfigError(f"{key}: choose an option of the {key!r} group (see --help)")
+    return spec
+
+
+def _callbacks(data: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], list[Any]]:
+    """The tracking group's callbacks by name, and ours built: building them is cheap and
+    checks their names and settings, and the run uses these very objects. Others (Ray's own
+    callbacks) are only checked to be installed here, and built when the trials start."""
+    raw = (data.get("tracking") or {}).get("callbacks") or {}
+    if isinstance(raw, list):
+        raw = {f"callback{i}": spec for i, spec in enumerate(raw)}
+    if not isinstance(raw, dict):
+        raise ConfigError("tracking.callbacks: must map names to {_target_: ...} entries")
+    trackers = []
+    for name, spec in raw.items():
+        key = f"tracking.callbacks.{name}"
+        check_importable(spec, key)
+        if str(spec["_target_"]).startswith("ugro_hpo."):
+            trackers.append(instantiate(spec, key))
+    wandb = data.get("wandb") or {}
+    if (wandb.get("project") or wandb.get("entity")) and "wandb" not in raw:
+        choice = _group_choice("tracking")
+        raise ConfigError(
+            f"wandb.project/entity are set but tracking={choice} does not log to W&B; "
+            "use tracking=wandb or tracking=dual (or drop the wandb.* settings)"
+        )
+    return raw, trackers
+
+
+def _storage_url(url: str) -> str:
+    """Check the scheme; make a relative SQLite path absolute (Ray workers have other cwds)."""
+    if not _STORAGE_URL.fullmatch(url):
+        raise ConfigError(
+            f"storage: {url!r} is not a database URL; use sqlite:///path.db or postgresql://user@host/db"
+        )
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + str(Path(url[len(prefix) :]).resolve())
+    return url
+
+
+def _resources(raw: Mapping[str, Any]) -> dict[str, float]:
+    resources = {}
+    for key in ("cpu", "gpu"):
+        value = raw.get(key, 0)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise ConfigError(f"resources.{key}: must be a number >= 0, got {value!r}")
+        if value > 1 and float(value) != int(value):
+            raise ConfigError(f"resources.{key}: above 1, use whole numbers (got {value})")
+        resources[key] = float(value)
+    if resources["cpu"] == 0 and resources["gpu"] == 0:
+        raise ConfigError("resources: a trial needs some cpu or gpu; set resources.cpu=1")
+    return resources
+
+
+def _ray_address(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not _RAY_ADDRESS.fullmatch(value):
+        raise ConfigError(f"ray.address: {value!r} is not 'auto' or host:port")
+    return value
+
+
+def describe(plan: Plan) -> str:
+    """The plan in a few readable lines (printed by dry_run=true)."""
+    space = plan.search_space
+    lines = [
+        f"study        {plan.study_name}  ({plan.n_trials} trials, {plan.parallel_jobs} at a time, seed {plan.seed})",
+        f"storage      {redact_url(plan.storage)}",
+        f"run dir      {plan.run_dir}",
+        f"search space {space.source}",
+    ]
+    lines += [f"  {p.name:<28} {p.describe()}" for p in space.parameters]
+    lines += [f"  constraint   {c.source}" for c in space.constraints]
+    lines += [f"  objective    {o.name} ({o.direction})" for o in space.objectives]
+    lines += [
+        f"objective    {plan.objective['_target_']}  (max_steps {plan.max_steps}, eval_every {plan.eval_every})",
+        f"sampler      {plan.sampler_name}"
+        + (f"  ({plan.sampler_reason})" if plan.sampler_reason else ""),
+        f"scheduler    {plan.scheduler['_target_']}",
+        "trackers     "
+        + (", ".join(f"{n} ({c['_target_']})" for n, c in plan.callbacks.items()) or "none"),
+        f"resources    {plan.resources['cpu']:g} cpu, {plan.resources['gpu']:g} gpu per trial",
+        f"ray          {plan.ray_address or 'a local instance started for this study'}",
+        f"limits       max_failures {plan.max_failures}, max_consecutive_failures "
+        f"{plan.max_consecutive_failures}, trial_timeout_s {plan.trial_timeout_s}, time_budget_s {plan.time_budget_s}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,275 @@
+"""Run the trials with Ray Tune: one Tuner, our Optuna searcher, a Ray scheduler.
+
+Ray is started here (or joined, with ``ray.address``) only when a study actually runs. Actors
+are reused across trials, which cuts Ray's per-trial overhead about tenfold; the trainable
+frees memory between trials so reuse is safe. The driver hears of trials through the searcher
+(progress, trackers, the failure streak) and ends the run through a stopper, so it registers
+no Ray callbacks of its own: only those a user configures are passed to Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ugro_hpo.config.components import instantiate
+from ugro_hpo.config.plan import Plan, build_sampler
+from ugro_hpo.errors import UserError
+from ugro_hpo.execution.run_control import RAY_SIGNAL_ENV
+from ugro_hpo.optimize import protocol as p
+from ugro_hpo.optimize.storage import OpenedStudy
+from ugro_hpo.tracking.hub import Trackers
+
+log = logging.getLogger(__name__)
+
+RAY_ENV = {
+    # Our trainable reports its own outcome keys and checks metrics itself (trainable.Reporter).
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "RAY_DEDUP_LOGS": "1",
+    # Trials keep the driver's working directory, so relative paths in a config still resolve.
+    "RAY_CHDIR_TO_TRIAL_DIR": "0",
+    **RAY_SIGNAL_ENV,
+}
+# Ray loggers that speak of things we handle ourselves (result files we do not write, the
+# local cluster's default token).
+_QUIET_LOGGERS = (
+    "ray.tune.analysis.experiment_analysis",
+    "ray._private.authentication.authentication_token_setup",
+    "ray.tune.tune",
+)
+
+
+@dataclass
+class Components:
+    """What the trials run with, besides the plan: built once, when the study starts."""
+
+    scheduler: Any
+    trackers: Trackers
+    callbacks: list[Any]  # Ray Tune callbacks a user configured (not our trackers)
+
+
+def build_components(plan: Plan) -> Components:
+    """The scheduler (metric and mode from the search space), the hub of the trackers the plan
+    built, and any other configured Ray callbacks."""
+    from ray.tune.schedulers import FIFOScheduler
+
+    scheduler = instantiate(plan.scheduler, "scheduler")
+    space = plan.search_space
+    if space.is_multi_objective and not isinstance(scheduler, FIFOScheduler):
+        log.warning(
+            "several objectives: early stopping needs one metric, so scheduler=fifo is used"
+        )
+        scheduler = FIFOScheduler()
+    elif not space.is_multi_objective:
+        scheduler.set_search_properties(space.objectives[0].name, space.objectives[0].mode)
+    others = [instantiate(spec, f"tracking.callbacks.{name}") for name, spec in plan.callbacks.items()
+              if not str(spec["_target_"]).startswith("ugro_hpo.")]  # fmt: skip
+    return Components(
+        scheduler=scheduler,
+        trackers=Trackers(list(plan.trackers), required=plan.tracking_required),
+        callbacks=others,
+    )
+
+
+def ensure_ray(plan: Plan) -> None:
+    """Start a local Ray, or join ``ray.address``; a Ray already running in-process is reused."""
+    import ray
+
+    for key, value in RAY_ENV.items():
+        os.environ.setdefault(key, value)
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if ray.is_initialized():
+        return
+    options: dict[str, Any] = {
+        "include_dashboard": False,
+        "configure_logging": True,
+        "logging_level": logging.WARNING,
+        "log_to_driver": plan.verbose > 0,
+    }
+    if plan.ray_address:
+        _check_reachable(plan.ray_address)
+        try:
+            ray.init(address=plan.ray_address, **options)
+        except (ConnectionError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(
+                f"ray.address={plan.ray_address}: cannot join the cluster ({first})"
+            ) from None
+    else:
+        # "local": start a new instance even if another cluster was started on this machine.
+        ray.init(address="local", num_cpus=plan.ray_num_cpus, **options)
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not minutes, when nothing listens at ``host:port`` (Ray itself retries
+    for minutes before it gives up)."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UserError(
+            f"ray.address={address}: nothing answers there ({exc.strerror or exc}); start the head "
+            "node with `ray start --head` or fix the address"
+        ) from None
+
+
+@dataclass
+class Outcome:
+    """How the trials ended: ``complete``, ``interrupted``, ``stopped`` or ``time_budget``."""
+
+    status: str
+    reason: str | None = None
+
+
+class _Fanout:
+    """Tells every listener what the searcher tells us about a trial."""
+
+    def __init__(self, *listeners: Any) -> None:
+        self.listeners = listeners
+
+    def trial_started(self, trial_id: str, number: int, params: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener.trial_started(trial_id, number, params)
+
+    def trial_result(self, trial_id: str, step: int, metrics: dict[str, float]) -> None:
+        for listener in self.listeners:
+            listener.trial_result(trial_id, step, metrics)
+
+    def trial_finished(self, trial_id: str, frozen: Any) -> None:
+        for listener in self.listeners:
+            listener.trial_finished(trial_id, frozen)
+
+
+class _StreakListener:
+    """Feeds the failure streak with the trials that ran (a proposal that never ran is no
+    evidence of a bug in the objective)."""
+
+    def __init__(self, streak: Any, started: set[str]) -> None:
+        self.streak = streak
+        self.started = started
+
+    def trial_started(self, trial_id: str, number: int, params: dict[str, Any]) -> None:
+        self.started.add(trial_id)
+
+    def trial_result(self, trial_id: str, step: int, metrics: dict[str, float]) -> None:
+        return None
+
+    def trial_finished(self, trial_id: str, frozen: Any) -> None:
+        if trial_id in self.started:
+            self.streak.record(frozen.state.name == "FAIL", frozen.user_attrs.get(p.TRIAL_ERROR))
+
+
+def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outcome:
+    """Run trials until ``n_trials`` of them have run (or something ends the study early)."""
+    import optuna
+    from ray import tune
+
+    from ugro_hpo.execution.progress import Progress
+    from ugro_hpo.execution.run_control import FailureStreak, Heartbeat, InterruptWatch, RunStopper
+    from ugro_hpo.execution.trainable import run_trial
+    from ugro_hpo.optimize.searcher import StudySearcher
+    from ugro_hpo.optimize.storage import HEARTBEAT_S, sampler_seed_offset
+    from ugro_hpo.security.redaction import SecretDigests
+    from ugro_hpo.tracking.bridge import TrackingBridge
+
+    ensure_ray(plan)
+    streak = FailureStreak(plan.max_consecutive_failures)
+    watch = InterruptWatch()
+    experiment = time.strftime("%Y-%m-%d_%H-%M-%S")
+    deadline = time.time() + (plan.time_budget_s or float("inf"))
+    goals = plan.search_space.objectives
+    progress = Progress(
+        plan.n_trials,
+        metric=goals[0].name if len(goals) == 1 else None,
+        direction=goals[0].direction,
+        existing=opened.trials(),
+        interval_s=plan.progress_interval_s,
+    )
+    seed_offset = sampler_seed_offset(plan.storage, opened.existing_trials)
+    opened.study = optuna.load_study(study_name=plan.study_name, storage=opened.storage,
+                                     sampler=build_sampler(plan, seed_offset=seed_offset))  # fmt: skip
+    searcher = StudySearcher(
+        opened,
+        plan.search_space,
+        n_trials=plan.n_trials,
+        max_steps=plan.max_steps,
+        events=_Fanout(
+            _StreakListener(streak, set()), TrackingBridge(components.trackers), progress
+        ),
+        halted=lambda: streak.tripped or watch.interrupted.is_set() or time.time() > deadline,
+        trial_logs=str(plan.ray_dir / experiment),
+    )
+    spec = {
+        "objective": plan.objective,
+        "metrics": plan.search_space.metric_names,
+        "seed": plan.seed,
+        "max_steps": plan.max_steps,
+        "eval_every": plan.eval_every,
+        "resources": plan.resources,
+        "run_dir": str(plan.run_dir),
+        "metadata": dict(plan.search_space.metadata),
+        "trial_timeout_s": plan.trial_timeout_s,
+        "secret_digests": SecretDigests.of_known(),
+    }
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, spec=spec),
+        {"cpu": plan.resources["cpu"], "gpu": plan.resources["gpu"]},
+    )
+    plan.ray_dir.mkdir(parents=True, exist_ok=True)
+    stopper = RunStopper(
+        lambda: streak.tripped or watch.interrupted.is_set() or searcher.unsatisfiable is not None
+    )
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=components.scheduler,
+            num_samples=-1,  # the searcher ends the study when n_trials have run
+            max_concurrent_trials=plan.parallel_jobs,
+            reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
+            time_budget_s=plan.time_budget_s,
+        ),
+        run_config=tune.RunConfig(
+            name=experiment,
+            storage_path=str(plan.ray_dir),
+            callbacks=components.callbacks or None,
+            stop=stopper,
+            verbose=min(max(plan.verbose - 1, 0), 3),
+            failure_config=tune.FailureConfig(max_failures=plan.max_failures),
+        ),
+    )
+    started = time.time()
+    try:
+        with watch, Heartbeat(searcher.heartbeat, HEARTBEAT_S):
+            tuner.fit()
+    finally:
+        progress.close()
+    if watch.interrupted.is_set():
+        outcome = Outcome("interrupted", "interrupted by a signal")
+    elif streak.tripped:
+        outcome = Outcome("stopped", streak.reason())
+    elif searcher.unsatisfiable:
+        outcome = Outcome("stopped", searcher.unsatisfiable)
+    elif plan.time_budget_s and time.time() - started >= plan.time_budget_s:
+        outcome = Outcome("time_budget", f"time_budget_s={plan.time_budget_s:g} reached")
+    else:
+        outcome = Outcome("complete")
+    searcher.abandon(
+        p.INTERRUPTED if outcome.status == "interrupted" else f"stopped early: {outcome.reason}"
+    )
+    return outcome
+
+
+def trial_dirname(trial: Any) -> str:
+    """Short trial directory names (Ray's default spells out the whole config)."""
+    return f"trial_{trial.trial_id}"

@@ -1,0 +1,137 @@
+"""Live progress of a running study: one refreshing line in a terminal, log lines elsewhere.
+
+Counts come from the trials as they finish (the same stored trials the summary reads) and as
+they start, both told by the searcher. In a terminal the line is redrawn about twice a second;
+when output goes to a file or CI log, a plain line is logged every ``interval_s`` seconds (and
+once at the end), so a log stays short but always says where the study is.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+from typing import Any, TextIO
+
+from ugro_hpo.optimize import protocol as p
+
+log = logging.getLogger("ugro_hpo.execution.progress")
+
+TERMINAL_REFRESH_S = 0.5
+
+
+def clock(seconds: float) -> str:
+    """``mm:ss``, or ``h:mm:ss`` past an hour."""
+    seconds = int(max(seconds, 0))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+class Progress:
+    """Counts by state of ``n_trials``, best value so far, elapsed time and an ETA.
+
+    ``metric`` is the objective whose best value is shown (None for several objectives).
+    """
+
+    def __init__(
+        self,
+        n_trials: int,
+        metric: str | None,
+        direction: str = "minimize",
+        existing: list[Any] | None = None,
+        interval_s: float = 30.0,
+        stream: TextIO | None = None,
+    ) -> None:
+        self.n_trials = n_trials
+        self.metric = metric
+        self.sign = 1.0 if direction == "minimize" else -1.0
+        self.counts = dict.fromkeys(("complete", "pruned", "infeasible", "failed"), 0)
+        self.best: tuple[float, int] | None = None
+        self._running: set[str] = set()
+        self.finished_here = 0
+        self.started = time.monotonic()
+        self.interval_s = interval_s
+        self.stream = stream or sys.stderr
+        self.terminal = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last_render = 0.0
+        self._last_text = ""
+        for trial in existing or []:
+            self._count(trial)
+
+    @property
+    def done(self) -> int:
+        """Trials that ran and count towards ``n_trials`` (failed ones are run again,
+        infeasible proposals never ran)."""
+        return self.counts["complete"] + self.counts["pruned"]
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def _count(self, frozen: Any) -> bool:
+        state = str(p.outcome_of(frozen))
+        if state not in self.counts:
+            return False
+        self.counts[state] += 1
+        if state == "complete" and frozen.values and self.metric:
+            value = float(frozen.values[0])
+            if self.best is None or self.sign * value < self.sign * self.best[0]:
+                self.best = (value, frozen.number)
+        return True
+
+    # -- what the searcher tells us (see `optimize.searcher.TrialEvents`) ---------------------
+
+    def trial_started(self, trial_id: str, number: int, params: dict[str, Any]) -> None:
+        self._running.add(trial_id)
+        self.render()
+
+    def trial_result(self, trial_id: str, step: int, metrics: dict[str, float]) -> None:
+        self.render()
+
+    def trial_finished(self, trial_id: str, frozen: Any) -> None:
+        """A trial stored in its final state (or a proposal that never ran)."""
+        self._running.discard(trial_id)
+        if self._count(frozen) and p.outcome_of(frozen) in p.RAN:
+            self.finished_here += 1
+        self.render()
+
+    def text(self) -> str:
+        c = self.counts
+        parts = [
+            f"{self.done}/{self.n_trials} done ({c['complete']} complete, {c['pruned']} pruned, "
+            f"{c['infeasible']} infeasible)",
+            f"{self.running} running",
+            f"{c['failed']} failed",
+        ]
+        if self.best is not None:
+            parts.append(f"best {self.metric} {self.best[0]:.4g} (trial {self.best[1]})")
+        elapsed = time.monotonic() - self.started
+        parts.append(f"{clock(elapsed)} elapsed")
+        remaining = max(self.n_trials - self.done, 0)
+        if remaining and self.finished_here:
+            parts.append(f"ETA {clock(elapsed / self.finished_here * remaining)}")
+        return " | ".join(parts)
+
+    def render(self, force: bool = False) -> None:
+        now = time.monotonic()
+        every = TERMINAL_REFRESH_S if self.terminal else self.interval_s
+        if not force and now - self._last_render < every:
+            return
+        self._last_render = now
+        text = self.text()
+        if self.terminal:
+            width = shutil.get_terminal_size((120, 20)).columns
+            self.stream.write("\r\x1b[2K" + text[: width - 1])
+            self.stream.flush()
+        elif force or text != self._last_text:
+            log.info("progress: %s", text)
+        self._last_text = text
+
+    def close(self) -> None:
+        """The final state, and the terminal line left in place."""
+        self.render(force=True)
+        if self.terminal:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,89 @@
+"""What a trial, the driver and the study storage say to each other, in one place.
+
+A trial reports metrics at steps (`STEP`) and, once, how it ended (`RESULT_STATE` with the
+error, reason or violation beside it); the driver's searcher stores that outcome in Optuna
+with the trial attributes below; everything that reads a study back (the summary, `analyze`,
+trackers, progress) reads these names. How each outcome is stored in Optuna:
+
+| outcome | Optuna state | values | why |
+|---|---|---|---|
+| complete | COMPLETE | the objectives' final values | |
+| pruned | PRUNED | none (intermediate values kept) | a scheduler stopped it, or its time ran out |
+| infeasible | COMPLETE, with `set_constraint` > 0 | the worst feasible values so far | samplers that model constraints (TPE, GP, NSGA-II) learn the region; no training ran |
+| failed | FAIL | none | an exception, a NaN, a dead worker; its parameters may run again |
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class Outcome(StrEnum):
+    """How a trial ended (or where it is): the words of trials.csv, summaries and trackers."""
+
+    COMPLETE = "complete"
+    PRUNED = "pruned"
+    INFEASIBLE = "infeasible"
+    FAILED = "failed"
+    RUNNING = "running"
+    WAITING = "waiting"
+
+
+ENDED = (Outcome.COMPLETE, Outcome.PRUNED, Outcome.INFEASIBLE, Outcome.FAILED)
+RAN = (Outcome.COMPLETE, Outcome.PRUNED)
+"""Trials that ran and count towards ``n_trials`` (an infeasible proposal never ran)."""
+
+# -- what a trial reports (keys of its results, besides its metrics) ----------------------------
+STEP = "step"
+RESULT_STATE = "ugro_state"
+RESULT_ERROR = "ugro_error"
+RESULT_REASON = "ugro_reason"
+RESULT_KEYS = frozenset({STEP, RESULT_STATE, RESULT_ERROR, RESULT_REASON})
+CONFIG_EXTRAS = "__ugro__"
+"""Key of the extras the searcher adds to a trial's config (its number); never a parameter."""
+
+# -- trial attributes in the study (written by the driver) -------------------------------------
+TRIAL_STATE = "state"
+TRIAL_ERROR = "error"
+TRIAL_REASON = "reason"
+TRIAL_VIOLATION = "violation"
+TRIAL_METRICS = "metrics"
+TRIAL_LAST_STEP = "last_step"
+TRIAL_DRIVER = "driver"
+TRIAL_RAY_ID = "ray_trial_id"
+TRIAL_RETRY_OF = "retry_of"
+TRIAL_ORIGIN = "origin"
+
+# -- study attributes -------------------------------------------------------------------------
+STUDY_SPACE = "ugro:search_space"
+STUDY_CONFIG = "ugro:config"
+STUDY_METADATA = "ugro:metadata"
+STUDY_N_TRIALS = "ugro:n_trials"
+STUDY_FACTS = "ugro:facts"
+STUDY_OBJECTIVES = "objectives"
+STUDY_MLFLOW_PARENT = "mlflow_parent_run:"
+"""Prefix of the MLflow parent run id attribute (one per tracking URI)."""
+
+# -- messages stored as a trial's error --------------------------------------------------------
+INTERRUPTED = "interrupted: the study stopped while it ran"
+NO_HEARTBEAT = "interrupted: its driver stopped (no heartbeat)"
+STOOD_DOWN = "not run: the study's n_trials were already running or finished"
+
+
+def outcome_of(trial: Any) -> Outcome:
+    """How a stored Optuna trial ended, as the searcher stored it (see the table above).
+
+    Studies made by earlier versions stored infeasible trials as pruned with a violation;
+    they read back as infeasible too.
+    """
+    state = trial.state.name
+    recorded = trial.user_attrs.get(TRIAL_STATE)
+    if state == "COMPLETE":
+        return Outcome.INFEASIBLE if recorded == Outcome.INFEASIBLE else Outcome.COMPLETE
+    if state == "PRUNED":
+        infeasible = recorded == Outcome.INFEASIBLE or trial.user_attrs.get(TRIAL_VIOLATION)
+        return Outcome.INFEASIBLE if infeasible else Outcome.PRUNED
+    if state == "FAIL":
+        return Outcome.FAILED
+    return Outcome.RUNNING if state == "RUNNING" else Outcome.WAITING

@@ -1,0 +1,355 @@
+"""Ray Tune's searcher over an Optuna study, through Optuna's public ask-and-tell API.
+
+Ray Tune asks for each trial's configuration (`suggest`) and reports what the trial did
+(`on_trial_result`, `on_trial_complete`). Here a suggestion is an Optuna trial asked from the
+study and sampled define-by-run from the search space, and each ending is told to the study as
+what it was (see `protocol`). A proposal that violates a constraint is told at once as
+infeasible and replaced, so it costs no Ray trial; a long run of them ends the study. The
+budget, ``n_trials`` trials that ran, belongs to the study and is shared by every driver on it.
+
+The searcher is also where the driver hears of every trial: it passes each start, result and
+ending to a `TrialEvents` listener (progress, trackers), so no Ray callback is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from ray.tune.search import Searcher
+
+from ugro_hpo.optimize import protocol as p
+from ugro_hpo.optimize.storage import OpenedStudy, driver_id, fail_interrupted, recover_orphans
+from ugro_hpo.security.redaction import redact_text
+from ugro_hpo.space import SearchSpace
+
+log = logging.getLogger(__name__)
+ORPHAN_CHECK_S = 5.0
+MAX_TEXT = 2000
+MAX_INFEASIBLE_IN_A_ROW = 100
+
+
+class TrialEvents(Protocol):
+    """Who hears of trials as the searcher sees them (progress, the trackers)."""
+
+    def trial_started(self, trial_id: str, number: int, params: dict[str, Any]) -> None: ...
+
+    def trial_result(self, trial_id: str, step: int, metrics: dict[str, float]) -> None: ...
+
+    def trial_finished(self, trial_id: str, frozen: FrozenTrial) -> None: ...
+
+
+class StudySearcher(Searcher):
+    """Suggests trials from an Optuna study and stores how each one ended.
+
+    Ray pickles its searcher into the experiment directory; this one holds a live database
+    connection, so it pickles to nothing (the study is the record; see `get_state`).
+    """
+
+    def __init__(
+        self,
+        opened: OpenedStudy,
+        space: SearchSpace,
+        n_trials: int,
+        max_steps: int,
+        events: TrialEvents | None = None,
+        halted: Callable[[], bool] = lambda: False,
+        trial_logs: str = "Ray's experiment directory",
+        max_infeasible_in_a_row: int = MAX_INFEASIBLE_IN_A_ROW,
+    ) -> None:
+        metrics = space.metric_names
+        modes = [o.mode for o in space.objectives]
+        multi = space.is_multi_objective
+        # Ray's Searcher takes a list of metrics and modes for several objectives.
+        super().__init__(
+            metric=metrics if multi else metrics[0],  # type: ignore[arg-type]
+            mode=modes if multi else modes[0],  # type: ignore[arg-type]
+        )
+        self.opened = opened
+        self.study = opened.study
+        self.space = space
+        self.n_trials = n_trials
+        self.max_steps = max_steps
+        self.events = events
+        self.halted = halted
+        self.trial_logs = trial_logs
+        self.max_infeasible_in_a_row = max_infeasible_in_a_row
+        self.unsatisfiable: str | None = None  # why the study ended early, if it did
+        self.infeasible_in_a_row = 0
+        self._driver = driver_id()
+        self._numbers: dict[str, int] = {}  # Ray trial id -> Optuna trial number
+        self._storage_ids: dict[str, int] = {}  # Ray trial id -> the trial's id in storage
+        self._ended: set[str] = set()
+        self._orphan_check = 0.0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    # -- suggestions -------------------------------------------------------------------------
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # FINISHED is a str
+        """The next trial's configuration, None to wait, or FINISHED.
+
+        The budget is the study's: stop when ``n_trials`` have run, wait while enough are
+        running (one may still fail and need replacing).
+        """
+        if self.unsatisfiable or self.halted():
+            return str(Searcher.FINISHED)
+        ran, running = self.opened.ran_and_running()
+        if ran >= self.n_trials:
+            return str(Searcher.FINISHED)
+        if ran + running >= self.n_trials:
+            self._recover_orphans()  # a trial nobody runs must not block the study
+            return None
+        while True:
+            if self._grid_exhausted():
+                return str(Searcher.FINISHED)
+            trial = self.study.ask()
+            proposal = self.space.sample(trial)
+            if proposal.outside:
+                self._tell_not_run(trial, proposal.outside)
+            elif proposal.violation:
+                self._tell_infeasible(trial, proposal.violation)
+            else:
+                break
+            if self.unsatisfiable:
+                return str(Searcher.FINISHED)
+        self.infeasible_in_a_row = 0
+        if sum(self.opened.ran_and_running()) > self.n_trials:
+            self._stand_down(trial)  # another driver asked at the same moment
+            return None
+        self._claim(trial_id, trial)
+        if self.events is not None:
+            self.events.trial_started(trial_id, trial.number, dict(proposal.params))
+        return {**proposal.params, p.CONFIG_EXTRAS: {"number": trial.number}}
+
+    def _claim(self, trial_id: str, trial: optuna.Trial) -> None:
+        """Mark the trial as ours and alive (another driver never takes it for stale)."""
+        trial.set_user_attr(p.TRIAL_RAY_ID, trial_id)
+        trial.set_user_attr(p.TRIAL_DRIVER, self._driver)
+        storage_id = self.opened.trial_id(trial.number)
+        self.opened.storage.record_heartbeat(storage_id)
+        self._numbers[trial_id] = trial.number
+        self._storage_ids[trial_id] = storage_id
+
+    def _tell_not_run(self, trial: optuna.Trial, why: str) -> None:
+        """A proposal with a value outside the space (queued by another driver): not run."""
+        trial.set_user_attr(p.TRIAL_ERROR, _text(f"not run: {why}"))
+        frozen = self.study.tell(trial, state=TrialState.FAIL)
+        log.warning("trial %d not run: %s", trial.number, _text(why))
+        if self.events is not None:
+            self.events.trial_finished(f"not-run-{trial.number}", frozen)
+
+    def _tell_infeasible(self, trial: optuna.Trial, violation: str) -> None:
+        """Store a proposal that violates a constraint: complete, with its constraint values
+        (already set by the sampling) so samplers that model feasibility learn the region,
+        and the worst feasible values so far in place of values it never had."""
+        trial.set_user_attr(p.TRIAL_STATE, p.Outcome.INFEASIBLE.value)
+        trial.set_user_attr(p.TRIAL_VIOLATION, _text(violation))
+        trial.set_user_attr(p.TRIAL_LAST_STEP, 0)  # no step trained
+        frozen = self.study.tell(trial, self._stand_in_values(), state=TrialState.COMPLETE)
+        if self.events is not None:
+            self.events.trial_finished(f"infeasible-{trial.number}", frozen)
+        self.infeasible_in_a_row += 1
+        if self.infeasible_in_a_row >= self.max_infeasible_in_a_row:
+            shown = "; ".join(c.source for c in self.space.constraints)
+            self.unsatisfiable = (
+                f"{self.infeasible_in_a_row} proposals in a row violated the constraints, which "
+                f"look unsatisfiable ({shown})"
+            )
+            log.error("stopping: %s", self.unsatisfiable)
+
+    def _stand_in_values(self) -> list[float]:
+        """Values for an infeasible trial, which never ran: the worst feasible values so far
+        (0 before any), so a sampler that reads values sees nothing better than what ran."""
+        stand_in = []
+        for index, goal in enumerate(self.space.objectives):
+            seen = [t.values[index] for t in self.opened.trials((TrialState.COMPLETE,))
+                    if p.outcome_of(t) == p.Outcome.COMPLETE]  # fmt: skip
+            pick = max if goal.direction == "minimize" else min
+            stand_in.append(float(pick(seen)) if seen else 0.0)
+        return stand_in
+
+    def _grid_exhausted(self) -> bool:
+        """A grid search ends when every point of the grid has been proposed."""
+        size = getattr(self.study.sampler, "grid_size", None)
+        if size is None:
+            return False
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        seen = {tuple(sorted(t.params.items())) for t in self.opened.trials(states)}
+        return len(seen) >= int(size)
+
+    def _stand_down(self, trial: optuna.Trial) -> None:
+        trial.set_user_attr(p.TRIAL_ERROR, p.STOOD_DOWN)
+        self.study.tell(trial, state=TrialState.FAIL)
+
+    def _recover_orphans(self) -> None:
+        now = time.monotonic()
+        if now - self._orphan_check >= ORPHAN_CHECK_S:
+            self._orphan_check = now
+            recover_orphans(self.opened)
+
+    # -- the driver's other duties -------------------------------------------------------------
+
+    def running(self) -> list[str]:
+        """Ray trial ids asked and not ended yet (safe from another thread)."""
+        return [t for t in self._numbers.copy() if t not in self._ended]
+
+    def heartbeat(self) -> None:
+        """Tell the storage our running trials are alive; fail other drivers' stale ones."""
+        for trial_id in self.running():
+            self.opened.storage.record_heartbeat(self._storage_ids[trial_id])
+        optuna.storages.fail_stale_trials(self.study)
+
+    def abandon(self, reason: str) -> None:
+        """The study is stopping: fail the trials still running (their points are queued again)."""
+        for trial_id in self.running():
+            self._ended.add(trial_id)
+            storage_id = self._storage_ids[trial_id]
+            fail_interrupted(self.opened, storage_id, reason)
+            if self.events is not None:
+                self.events.trial_finished(trial_id, self.opened.storage.get_trial(storage_id))
+
+    # -- results -------------------------------------------------------------------------------
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """An intermediate result: to Optuna (one objective, keyed by our step) and listeners."""
+        if p.RESULT_STATE in result or trial_id in self._ended or trial_id not in self._numbers:
+            return
+        self._report(trial_id, result)
+        step = result.get(p.STEP)
+        if self.events is not None and isinstance(step, int):
+            self.events.trial_result(trial_id, step, reported_metrics(result))
+
+    def _report(self, trial_id: str, result: dict[str, Any]) -> None:
+        """The first objective's value at this step, as Optuna's intermediate value."""
+        if self.space.is_multi_objective:
+            return
+        value, step = result.get(self.space.metric_names[0]), result.get(p.STEP)
+        if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(step, int):
+            storage_id = self._storage_ids[trial_id]
+            self.opened.storage.set_trial_intermediate_value(storage_id, step, float(value))
+
+    def _set(self, trial_id: str, key: str, value: Any) -> None:
+        self.opened.storage.set_trial_user_attr(self._storage_ids[trial_id], key, value)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        """Store the trial as what it was: complete, pruned, infeasible or failed."""
+        if trial_id in self._ended or trial_id not in self._numbers:
+            return
+        self._ended.add(trial_id)
+        result = result or {}
+        outcome = result.get(p.RESULT_STATE)
+        if outcome is None and not error and result.get(p.STEP, 0) >= self.max_steps:
+            outcome = p.Outcome.COMPLETE  # a scheduler stopped it exactly at its last step
+        if error and outcome is None:
+            outcome = p.Outcome.FAILED
+            where = f"{self.trial_logs}/trial_{trial_id}/error.txt"
+            result = {
+                **result,
+                p.RESULT_ERROR: f"the trial's worker process failed; Ray's report: {where}",
+            }
+        values: list[float] | None = None
+        if outcome == p.Outcome.COMPLETE:
+            values = self._values(result)
+            if values is None:
+                outcome = p.Outcome.FAILED
+                result = {
+                    **result,
+                    p.RESULT_ERROR: f"final result lacks finite {self.space.metric_names}",
+                }
+            else:
+                self._set(trial_id, p.TRIAL_METRICS, reported_metrics(result))
+        # Text from a trial is scrubbed again here, with every secret the driver knows of,
+        # before the study database (and, from it, every file) keeps it.
+        if outcome == p.Outcome.PRUNED:
+            self._set(trial_id, p.TRIAL_REASON, _text(result.get(p.RESULT_REASON, "")))
+        elif outcome == p.Outcome.FAILED:
+            self._set(trial_id, p.TRIAL_ERROR, _text(result.get(p.RESULT_ERROR, "unknown error")))
+        elif outcome is None:
+            # A scheduler stopped it on this result, which Ray then gives only to us here.
+            outcome = p.Outcome.PRUNED
+            self._report(trial_id, result)
+            if any(m in result for m in self.space.metric_names):
+                self._set(trial_id, p.TRIAL_METRICS, reported_metrics(result))
+        if isinstance(result.get(p.STEP), int):
+            self._set(trial_id, p.TRIAL_LAST_STEP, int(result[p.STEP]))
+        outcome = p.Outcome(outcome) if outcome in set(p.Outcome) else p.Outcome.FAILED
+        self._set(trial_id, p.TRIAL_STATE, outcome.value)
+        state = {p.Outcome.COMPLETE: TrialState.COMPLETE, p.Outcome.FAILED: TrialState.FAIL}.get(
+            outcome, TrialState.PRUNED
+        )
+        number = self._numbers[trial_id]
+        frozen = self.study.tell(
+            number, values if state == TrialState.COMPLETE else None, state=state
+        )
+        if self.events is not None:
+            self.events.trial_finished(trial_id, frozen)
+
+    def _values(self, result: dict[str, Any]) -> list[float] | None:
+        values = [result.get(name) for name in self.space.metric_names]
+        if all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            return [float(v) for v in values]  # type: ignore[arg-type]
+        return None
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        """Which Ray trial is which Optuna trial: plain data (the study itself is the record)."""
+        return {
+            "study_name": self.study.study_name,
+            "trials": dict(self._numbers),
+            "ended": sorted(self._ended),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Re-attach to the trials of a saved state, read back from the study."""
+        if state.get("study_name") != self.study.study_name:
+            raise ValueError(
+                f"searcher state of study {state.get('study_name')!r}, not {self.study.study_name!r}"
+            )
+        for ray_id, number in dict(state.get("trials") or {}).items():
+            self._numbers[str(ray_id)] = int(number)
+            self._storage_ids[str(ray_id)] = self.opened.trial_id(int(number))
+        self._ended.update(str(t) for t in state.get("ended") or [])
+
+    def save(self, checkpoint_path: str) -> None:
+        """JSON, never a pickle: a checkpoint must not be able to run code when read back."""
+        import json
+
+        with open(checkpoint_path, "w", encoding="utf-8") as file:
+            json.dump(self.get_state(), file)
+
+    def restore(self, checkpoint_path: str) -> None:
+        import json
+
+        with open(checkpoint_path, encoding="utf-8") as file:
+            self.set_state(json.load(file))
+
+
+def _text(value: Any) -> str:
+    return redact_text(str(value)[:MAX_TEXT])[:MAX_TEXT]
+
+
+_RAY_KEYS = frozenset({"training_iteration", "timestamp", "time_this_iter_s", "time_total_s",
+                       "time_since_restore", "iterations_since_restore", "pid", "done"})  # fmt: skip
+
+
+def reported_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The numeric metrics a trial reported (not Ray's bookkeeping, not our protocol keys)."""
+    return {
+        k: float(v)
+        for k, v in result.items()
+        if isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and k not in _RAY_KEYS
+        and k not in p.RESULT_KEYS
+        and not k.startswith(("ugro_", "config/"))
+    }

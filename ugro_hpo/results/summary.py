@@ -1,0 +1,54 @@
+"""The summary of a study, built from the Optuna storage alone: counts, the best trial (or the
+Pareto front), importances, and the facts the caller knows (status, where things are, how the
+study runs). The end of a run and `ugro hpo analyze` both build it here, from the same facts
+(`optimize.stored_study.run_facts`), so a study analysed later gets the same summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from ugro_hpo.optimize import protocol as p
+from ugro_hpo.results.records import TrialRecord
+from ugro_hpo.space import SearchSpace
+
+
+@dataclass
+class Summary:
+    """A study's summary (plain data for summary.json) and the records it was built from."""
+
+    data: dict[str, Any]
+    records: list[TrialRecord]
+    ordered: list[TrialRecord]  # complete trials, best first
+    files: list[Path] = field(default_factory=list)  # what has been written from it
+
+
+def summarize(study: optuna.Study, space: SearchSpace, facts: dict[str, Any]) -> Summary:
+    """The summary of ``study`` with the caller's ``facts`` (``status``, ``n_trials`` and
+    ``reason`` first, then anything else, in order)."""
+    from ugro_hpo.results.importances import importances
+    from ugro_hpo.results.records import best_entry, counts, pareto_front, ranked, trial_records
+    from ugro_hpo.security.redaction import redact_data
+
+    facts = dict(facts)
+    records = trial_records(study, space)
+    ordered = ranked(records, space)
+    data: dict[str, Any] = {
+        "study_name": study.study_name,
+        "status": facts.pop("status"),
+        "reason": facts.pop("reason", None),
+        "n_trials": facts.pop("n_trials"),
+        "finished": sum(r.state in p.RAN for r in records),
+        "counts": counts(records),
+        "objectives": [{"name": o.name, "direction": o.direction} for o in space.objectives],
+        "best": best_entry(ordered[0]) if ordered else None,
+        **facts,
+    }
+    if space.is_multi_objective:
+        complete = [r for r in records if r.state == p.Outcome.COMPLETE]
+        data["pareto_front"] = [best_entry(r) for r in pareto_front(complete, space)]
+    data["importances"] = importances(study, space)
+    return Summary(redact_data(data), records, ordered)

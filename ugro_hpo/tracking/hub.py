@@ -1,0 +1,189 @@
+"""The hub that tells every tracker the same events, safely.
+
+The hub calls each tracker in turn and contains its failures: a tracker that cannot be reached
+at the start stops the run (or, when ``tracking.required=false``, is skipped with a warning);
+one that fails mid-study is paused for a while and the study goes on. Every miss is counted and
+ends up in the summary, so nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ugro_hpo.tracking.tracker import (
+    StudyInfo,
+    Tracker,
+    TrackerUnavailable,
+    TrialEnd,
+    TrialStart,
+)
+
+__all__ = ["StudyInfo", "Tracker", "TrackerUnavailable", "Trackers", "TrialEnd", "TrialStart"]
+
+log = logging.getLogger(__name__)
+COOLDOWN_S = 30.0
+MAX_ERRORS_KEPT = 5
+_FAILED = object()
+
+
+@dataclass
+class _Health:
+    failures: int = 0
+    errors: list[str] = field(default_factory=list)
+    paused_until: float = 0.0
+    disabled: bool = False
+    missed_trials: set[int] = field(default_factory=set)
+    trials: set[str] = field(default_factory=set)  # trial ids whose run was opened
+
+
+class Trackers:
+    """Calls every tracker for each event, containing and recording their failures."""
+
+    def __init__(self, trackers: list[Tracker], required: bool = True) -> None:
+        self.trackers = trackers
+        self.required = required
+        self.health = {t.name: _Health() for t in trackers}
+        self._numbers: dict[str, int] = {}
+        self.messages: list[str] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.trackers)
+
+    def connect(self) -> None:
+        """Reach each backend; a required one that fails stops the run with one line."""
+        for tracker in self.trackers:
+            try:
+                tracker.connect()
+            except Exception as exc:
+                reason = _reason(exc)
+                if self.required:
+                    raise TrackerUnavailable(
+                        f"{tracker.name}: cannot reach {tracker.location()} ({reason}); "
+                        "start it, fix the address, or set tracking.required=false to run without it"
+                    ) from None
+                log.warning(
+                    "%s is unavailable (%s); this study runs without it", tracker.name, reason
+                )
+                self._record(tracker, f"connect: {reason}")
+                self.health[tracker.name].disabled = True
+
+    def study_started(self, info: StudyInfo) -> None:
+        for tracker in self._live():
+            self._call(tracker, "study_started", tracker.study_started, info)
+
+    def trial_started(self, start: TrialStart) -> None:
+        self._numbers[start.trial_id] = start.number
+        ids: dict[str, str] = {}
+        for tracker in self.trackers:
+            health = self.health[tracker.name]
+            if not self._ready(tracker):
+                health.missed_trials.add(start.number)
+                continue
+            run_id = self._call(
+                tracker, "trial_started", tracker.trial_started, start, number=start.number
+            )
+            if run_id is _FAILED:
+                continue
+            health.trials.add(start.trial_id)
+            if run_id:
+                ids[tracker.name] = str(run_id)
+        if len(ids) > 1:
+            for tracker in self.trackers:
+                if start.trial_id in self.health[tracker.name].trials:
+                    self._call(tracker, "link", tracker.link, start.trial_id, ids)
+
+    def trial_result(self, trial_id: str, step: int, metrics: dict[str, float]) -> None:
+        number = self._numbers.get(trial_id)
+        for tracker in self._with_trial(trial_id):
+            self._call(
+                tracker,
+                "trial_result",
+                tracker.trial_result,
+                trial_id,
+                step,
+                metrics,
+                number=number,
+            )
+
+    def trial_finished(self, end: TrialEnd) -> None:
+        for tracker in self._with_trial(end.trial_id):
+            self._call(tracker, "trial_finished", tracker.trial_finished, end, number=end.number)
+            self.health[tracker.name].trials.discard(end.trial_id)
+
+    def study_finished(self, summary: dict[str, Any], files: list[Path]) -> None:
+        for tracker in self._live():
+            lines = self._call(tracker, "study_finished", tracker.study_finished, summary, files)
+            if lines is not _FAILED:
+                self.messages += lines or []
+
+    def close(self) -> None:
+        for tracker in self.trackers:
+            self._call(tracker, "close", tracker.close)
+
+    def status(self) -> dict[str, Any]:
+        """Per tracker: where it writes and what could not be logged (for summary.json)."""
+        out = {}
+        for tracker in self.trackers:
+            health = self.health[tracker.name]
+            out[tracker.name] = {
+                "location": tracker.location(),
+                "ok": health.failures == 0,
+                "failures": health.failures,
+                "errors": list(health.errors),
+                "trials_not_logged": sorted(health.missed_trials),
+            }
+        return out
+
+    # -- containment ---------------------------------------------------------------------------
+
+    def _live(self) -> list[Tracker]:
+        return [t for t in self.trackers if not self.health[t.name].disabled]
+
+    def _ready(self, tracker: Tracker) -> bool:
+        health = self.health[tracker.name]
+        return not health.disabled and time.monotonic() >= health.paused_until
+
+    def _with_trial(self, trial_id: str) -> list[Tracker]:
+        """Trackers that opened this trial's run and are not paused (a paused one misses it)."""
+        ready = []
+        for tracker in self.trackers:
+            health = self.health[tracker.name]
+            if trial_id not in health.trials:
+                continue
+            if self._ready(tracker):
+                ready.append(tracker)
+            elif trial_id in self._numbers:
+                health.missed_trials.add(self._numbers[trial_id])
+        return ready
+
+    def _call(
+        self, tracker: Tracker, what: str, method: Any, *args: Any, number: int | None = None
+    ) -> Any:
+        """Call one tracker method; on failure record it, pause the tracker, return _FAILED."""
+        try:
+            return method(*args)
+        except Exception as exc:
+            self._record(tracker, f"{what}: {_reason(exc)}")
+            health = self.health[tracker.name]
+            health.paused_until = time.monotonic() + COOLDOWN_S
+            if number is not None:
+                health.missed_trials.add(number)
+            log.warning(
+                "%s failed to log (%s): %s; the study goes on", tracker.name, what, _reason(exc)
+            )
+            return _FAILED
+
+    def _record(self, tracker: Tracker, message: str) -> None:
+        health = self.health[tracker.name]
+        health.failures += 1
+        if len(health.errors) < MAX_ERRORS_KEPT:
+            health.errors.append(message[:500])
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text[:300]}"
