@@ -93,7 +93,7 @@ def run(cfg: Any, run_dir: str | None = None, echo: bool = True) -> StudyResult:
                          plan.study_name, plan.n_trials, plan.parallel_jobs)  # fmt: skip
             if plan.n_trials > opened.ran_and_running()[0]:
                 outcome = run_trials(plan, opened, components)
-            return finish(plan, opened.study, time.time() - started, echo, trackers, outcome)
+            return finish(plan, opened.reread(), time.time() - started, echo, trackers, outcome)
         finally:
             trackers.close()
 

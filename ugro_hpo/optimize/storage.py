@@ -59,13 +59,28 @@ class OpenedStudy:
         """The storage's id of trial ``number`` (what its write methods take)."""
         return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
 
-    def trials(self, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
-        """The study's trials, read through the study's cache (not copied)."""
+    def trials(
+        self, states: Container[TrialState] | None = None, fresh: bool = False
+    ) -> list[FrozenTrial]:
+        """The study's trials (not copied): through the study's cache, or ``fresh`` from the
+        database itself. Counts that every driver must agree on read fresh: Optuna's cache
+        never rereads a trial whose id is below one it has seen finish, and on a server
+        database another driver's trial can commit after a later one did, so the cache can
+        miss it for good."""
+        if fresh:
+            return self.storage.get_all_trials(self.study_id, deepcopy=False, states=states)
         return self.study.get_trials(deepcopy=False, states=states)
 
+    def reread(self) -> optuna.Study:
+        """The study read afresh from the database, for its final summary (see `trials`)."""
+        return optuna.load_study(
+            study_name=self.study.study_name, storage=self.storage, sampler=self.study.sampler
+        )
+
     def ran_and_running(self) -> tuple[int, int]:
-        """Trials that ran (count towards ``n_trials``) and trials running, in one read."""
-        outcomes = [p.outcome_of(t) for t in self.trials()]
+        """Trials that ran (count towards ``n_trials``) and trials running, in one fresh read."""
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        outcomes = [p.outcome_of(t) for t in self.trials(states, fresh=True)]
         return sum(o in p.RAN for o in outcomes), outcomes.count(p.Outcome.RUNNING)
 
 
@@ -187,7 +202,7 @@ def fail_interrupted(opened: OpenedStudy, trial_id: int, reason: str = p.INTERRU
 def recover_stale_trials(opened: OpenedStudy) -> None:
     """Fail trials whose driver is gone (same machine: process dead; elsewhere: no heartbeat)."""
     host = socket.gethostname()
-    for trial in opened.trials((TrialState.RUNNING,)):
+    for trial in opened.trials((TrialState.RUNNING,), fresh=True):
         owner = str(trial.user_attrs.get(p.TRIAL_DRIVER, ""))
         owner_host, _, pid = owner.rpartition(":")
         if owner_host == host and pid.isdigit() and not _alive(int(pid)):
@@ -201,7 +216,7 @@ def recover_orphans(opened: OpenedStudy) -> None:
     claiming it (milliseconds, so any such trial older than `ORPHAN_S` is an orphan). Safe to
     call while trials run: it never touches a claimed trial."""
     now = _dt.datetime.now()
-    for trial in opened.trials((TrialState.RUNNING,)):
+    for trial in opened.trials((TrialState.RUNNING,), fresh=True):
         started = trial.datetime_start or now
         if p.TRIAL_DRIVER not in trial.user_attrs and (now - started).total_seconds() > ORPHAN_S:
             fail_interrupted(opened, opened.trial_id(trial.number))
