@@ -132,3 +132,21 @@ def run_cli(
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A PostgreSQL server to share studies on (CI starts one with scripts/start-postgres)."""
+    url = os.environ.get("UGRO_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip(
+            "no PostgreSQL server: set UGRO_TEST_POSTGRES_URL (scripts/start-postgres starts one)"
+        )
+    import sqlalchemy
+
+    try:
+        with sqlalchemy.create_engine(url).connect():
+            pass
+    except Exception as exc:
+        pytest.skip(f"PostgreSQL at UGRO_TEST_POSTGRES_URL is not reachable: {type(exc).__name__}")
+    return url

@@ -61,6 +61,7 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert "scripts/test" in (REPO / ".ci" / "run").read_text()
 
 
+@pytest.mark.slow
 def test_a_built_wheel_runs_from_an_unrelated_directory(tmp_path: Path) -> None:
     """Build the wheel, install it without dependencies into a fresh venv that borrows this
     environment's packages (for speed), and compose the config from elsewhere."""

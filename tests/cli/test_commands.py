@@ -152,6 +152,7 @@ def test_ugro_sweep_model_option_names_stay_options() -> None:
     assert "dataset=hf" in overrides and "dataset.path='my/hub-set'" in overrides
 
 
+@pytest.mark.slow
 def test_ugro_sweep_runs_a_study_on_a_ugro_file(tmp_path: Path, ray_address: str) -> None:
     best = tmp_path / "exported.yaml"
     result = run_cli(
@@ -168,6 +169,7 @@ def test_ugro_sweep_runs_a_study_on_a_ugro_file(tmp_path: Path, ray_address: str
     assert best.read_text().startswith("# best trial")
 
 
+@pytest.mark.slow
 def test_multirun_gives_one_study_per_job(tmp_path: Path, ray_address: str) -> None:
     result = run_cli(
         "-m",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from conftest import QUICK
 
 
@@ -37,6 +38,7 @@ assert gc.get_freeze_count() == frozen, "only the first trial freezes what survi
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow
 def test_a_study_gives_ray_no_callbacks_so_ray_imports_none_of_its_tracker_integrations(
     ray_address: str, tmp_path
 ) -> None:

@@ -46,6 +46,7 @@ def summary_of(cwd: Path) -> dict:
 # -- live progress -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_progress_lines_when_output_is_not_a_terminal(tmp_path: Path) -> None:
     result = run_cli(*FAST, "objective.sleep_s=0.1", "progress_interval_s=0.5", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -67,6 +68,7 @@ def test_progress_lines_when_output_is_not_a_terminal(tmp_path: Path) -> None:
         assert int(PROGRESS.search(line)[1]) <= done
 
 
+@pytest.mark.slow
 def test_a_terminal_gets_one_refreshing_line(tmp_path: Path) -> None:
     pid, fd = pty.fork()
     if pid == 0:  # the child: the study, with a terminal as stdout and stderr
@@ -112,6 +114,7 @@ def test_report_plots_page_and_importances(study) -> None:
     assert sum(importances["value"].values()) == pytest.approx(1.0, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_multi_objective_report_draws_the_pareto_front(study) -> None:
     result = study("objective=synthetic", "search_space=binh_korn", "max_steps=1", "eval_every=1",
                    "tracking=none", "n_trials=8", "scheduler=fifo", "report=true")  # fmt: skip
@@ -177,6 +180,7 @@ def finished_in(db: Path) -> int:
     return sum(t.state.is_finished() and t.state.name != "FAIL" for t in study.trials)
 
 
+@pytest.mark.slow
 def test_analyze_and_export_best_work_on_a_running_and_an_interrupted_study(tmp_path: Path) -> None:
     db = tmp_path / "outputs" / "studies.db"
     # Two trials finish at once; the others wait at a gate this test never opens, so the study
@@ -223,6 +227,7 @@ def test_analyze_and_export_best_work_on_a_running_and_an_interrupted_study(tmp_
     )
 
 
+@pytest.mark.slow
 def test_an_unknown_study_is_a_one_line_error(tmp_path: Path) -> None:
     run_cli(*FAST, "n_trials=1", "study_name=known", cwd=tmp_path)
     result = run_cli("hpo", "analyze", "--study-name", "nope", module="ugro_hpo.cli", cwd=tmp_path)
@@ -232,6 +237,7 @@ def test_an_unknown_study_is_a_one_line_error(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_train_best_reproduces_the_best_trial_and_saves_its_adapter(
     study, lora_overrides, tmp_path: Path
 ) -> None:

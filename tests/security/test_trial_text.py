@@ -19,6 +19,7 @@ from attack_support import files_containing
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.slow
 def test_a_trial_s_error_text_leaks_no_secret_anywhere(tmp_path: Path) -> None:
     planted = {
         "after_label": "lbl-" + secrets.token_hex(8),  # known to nobody but the trial

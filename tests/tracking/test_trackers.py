@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
 from conftest import run_cli
+from servers import MlflowServer, free_port
 from wandb_records import read_runs
 
 pytestmark = pytest.mark.integration
@@ -31,50 +28,6 @@ objectives: [{name: value}]
 metadata: {function: quadratic}
 """
 """The defaults violate the constraint, so trial 0 is infeasible in every study."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class MlflowServer:
-    """A real `mlflow server` on 127.0.0.1, in its own process group so we stop only it."""
-
-    def __init__(self, root: Path) -> None:
-        self.port = free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        root.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-                   "--artifacts-destination", str(root / "artifacts"), "--workers", "1"]  # fmt: skip
-        self.log = (root / "server.log").open("w")
-        self.process = subprocess.Popen(
-            command, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(
-            f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}"
-        )
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +67,7 @@ def mlflow_runs(uri: str, experiment: str, study_name: str):
     return client, parents, children
 
 
+@pytest.mark.slow
 def test_mlflow_server_gets_one_parent_and_one_nested_run_per_trial(
     study, mlflow_server, space_file
 ) -> None:
@@ -156,6 +110,7 @@ def test_mlflow_server_gets_one_parent_and_one_nested_run_per_trial(
     assert result.summary["tracking"]["mlflow"]["ok"] is True
 
 
+@pytest.mark.slow
 def test_wandb_offline_writes_one_run_per_trial(study, space_file, tmp_path: Path) -> None:
     result = study(
         *overrides(space_file, "wb-study"),
@@ -199,6 +154,7 @@ def test_wandb_offline_writes_one_run_per_trial(study, space_file, tmp_path: Pat
     assert study_run.artifacts == [("report-wb-study", "report")]
 
 
+@pytest.mark.slow
 def test_dual_tracking_logs_both_with_cross_references(
     study, mlflow_server, space_file, tmp_path: Path
 ) -> None:
@@ -215,6 +171,7 @@ def test_dual_tracking_logs_both_with_cross_references(
         assert wandb_run.config["trial_number"] == int(child.data.tags["ugro.trial_number"])
 
 
+@pytest.mark.slow
 def test_continuing_a_study_reuses_its_parent_and_logs_each_trial_once(
     study, mlflow_server, space_file
 ) -> None:
@@ -239,6 +196,7 @@ def _finished_trials(storage_path: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_a_tracking_server_dying_mid_study_loses_nothing(study, space_file, tmp_path: Path) -> None:
     server = MlflowServer(tmp_path / "dying-server")
     storage = tmp_path / "outputs" / "studies.db"
@@ -285,6 +243,7 @@ def test_an_unreachable_tracker_fails_fast_before_the_study(tmp_path: Path) -> N
     assert not (tmp_path / "outputs" / "studies.db").exists()
 
 
+@pytest.mark.slow
 def test_an_optional_tracker_that_is_unreachable_is_skipped(study, space_file) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     result = study(*overrides(space_file, "optional", n_trials="2"), "tracking=mlflow", f"mlflow.tracking_uri={dead}",
@@ -327,6 +286,7 @@ def test_wandb_runs_of_failed_trials_are_finished_as_failed(study, tmp_path: Pat
     assert sum("boom" in r.summary["error"] for r in runs) >= 2
 
 
+@pytest.mark.slow
 def test_every_wandb_run_is_finished_under_multirun(tmp_path: Path, ray_address: str) -> None:
     result = run_cli("-m", "objective=synthetic", "search_space=quadratic", "search=tpe,random", "n_trials=3",
                      "max_steps=3", "eval_every=1", "tracking=wandb", "wandb.project=ugro-tests",

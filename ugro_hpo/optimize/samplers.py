@@ -116,6 +116,10 @@ def _gp_fits(space: SearchSpace) -> bool:
 
 
 def _tpe(space: SearchSpace, seed: int | None, n_startup_trials: int) -> optuna.samplers.TPESampler:
+    import warnings
+
+    # TPE's `group` (conditional spaces) is marked experimental; choosing it is deliberate.
+    warnings.filterwarnings("ignore", "Argument ``group``", optuna.exceptions.ExperimentalWarning)
     return optuna.samplers.TPESampler(
         seed=seed,
         n_startup_trials=n_startup_trials,

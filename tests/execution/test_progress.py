@@ -1,0 +1,66 @@
+"""The progress line: counts by outcome as the searcher tells them, the best value, the ETA,
+and how it is shown (redrawn in a terminal, logged at intervals elsewhere)."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import optuna
+from optuna.trial import TrialState, create_trial
+
+from ugro_hpo.execution.progress import Progress, clock
+from ugro_hpo.optimize import protocol as p
+
+D = {"x": optuna.distributions.FloatDistribution(0, 1)}
+
+
+def _trial(number: int, state: TrialState, value: float | None = None, attrs: dict | None = None):  # type: ignore[no-untyped-def]
+    trial = create_trial(
+        state=state, value=value, params={"x": 0.5}, distributions=D, user_attrs=attrs or {}
+    )
+    trial.number = number
+    return trial
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_counts_best_and_running_follow_the_events() -> None:
+    progress = Progress(
+        4, metric="loss", existing=[_trial(0, TrialState.COMPLETE, 3.0)], stream=io.StringIO()
+    )
+    progress.trial_started("a", 1, {})
+    progress.trial_started("b", 2, {})
+    assert progress.running == 2 and progress.done == 1
+    progress.trial_finished("a", _trial(1, TrialState.COMPLETE, 1.5))
+    progress.trial_finished(
+        "infeasible-3", _trial(3, TrialState.COMPLETE, 9.0, {p.TRIAL_STATE: "infeasible"})
+    )
+    progress.trial_finished("b", _trial(2, TrialState.FAIL))
+    text = progress.text()
+    assert text.startswith("2/4 done (2 complete, 0 pruned, 1 infeasible) | 0 running | 1 failed")
+    assert (
+        "best loss 1.5 (trial 1)" in text and "ETA" in text
+    )  # the infeasible stand-in is not best
+
+
+def test_a_terminal_gets_a_redrawn_line_and_a_log_gets_lines(caplog) -> None:  # type: ignore[no-untyped-def]
+    terminal = Terminal()
+    progress = Progress(2, metric=None, stream=terminal)
+    progress.render(force=True)
+    progress.close()
+    assert terminal.getvalue().startswith("\r\x1b[2K0/2 done") and terminal.getvalue().endswith(
+        "\n"
+    )
+    with caplog.at_level(logging.INFO, logger="ugro_hpo.execution.progress"):
+        logged = Progress(2, metric=None, stream=io.StringIO(), interval_s=3600)
+        logged.render(force=True)
+        logged.render()  # within the interval: nothing more
+    assert [r.message for r in caplog.records] == ["progress: " + logged.text()]
+
+
+def test_clock() -> None:
+    assert (clock(5), clock(75), clock(3700)) == ("00:05", "01:15", "1:01:40")

@@ -1,0 +1,106 @@
+"""Reading a study back into records (counts, ranking, the Pareto front) and writing its files:
+atomically, without following planted links, with metric names that cannot add YAML keys."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import optuna
+import yaml
+from optuna.trial import TrialState, create_trial
+
+from ugro_hpo.optimize import protocol as p
+from ugro_hpo.results.records import counts, pareto_front, ranked, trial_records
+from ugro_hpo.results.writers import best_params_text, write_atomic, write_trials_csv
+from ugro_hpo.space import parse_search_space
+
+D = {"x": optuna.distributions.FloatDistribution(0, 1)}
+ONE = parse_search_space(
+    yaml.safe_load("parameters: {x: {type: float, min: 0, max: 1}}\nobjectives: [{name: loss}]"),
+    "one",
+)
+TWO = parse_search_space(yaml.safe_load(
+    "parameters: {x: {type: float, min: 0, max: 1}}\n"
+    "objectives: [{name: a}, {name: b, direction: maximize, weight: 2}]"), "two")  # fmt: skip
+
+
+def _study(space, rows):  # type: ignore[no-untyped-def]
+    study = optuna.create_study(directions=[o.direction for o in space.objectives])
+    for x, state, values, attrs in rows:
+        study.add_trial(create_trial(state=state, values=values, params={"x": x}, distributions=D,
+                                     user_attrs=attrs, intermediate_values={1: 5.0} if state == TrialState.PRUNED else None))  # fmt: skip
+    return study
+
+
+def test_records_counts_and_the_best_trial() -> None:
+    study = _study(ONE, [
+        (0.1, TrialState.COMPLETE, [2.0], {p.TRIAL_METRICS: {"loss": 2.0, "ppl": 7.4}}),
+        (0.2, TrialState.COMPLETE, [0.5], {}),
+        (0.9, TrialState.COMPLETE, [0.0], {p.TRIAL_STATE: "infeasible", p.TRIAL_VIOLATION: "x < 0.5"}),
+        (0.3, TrialState.PRUNED, None, {}),
+        (0.4, TrialState.FAIL, None, {p.TRIAL_ERROR: "boom"}),
+    ])  # fmt: skip
+    records = trial_records(study, ONE)
+    assert counts(records) == {
+        "complete": 2,
+        "pruned": 1,
+        "infeasible": 1,
+        "failed": 1,
+        "running": 0,
+        "waiting": 0,
+    }
+    infeasible = records[2]
+    assert (
+        infeasible.values == {"loss": None} and infeasible.violation == "x < 0.5"
+    )  # a stand-in is not a value
+    assert records[3].values == {"loss": 5.0}  # a pruned trial's last intermediate value
+    assert [r.number for r in ranked(records, ONE)] == [1, 0]  # the infeasible 0.0 is never best
+    assert records[0].metrics["ppl"] == 7.4 and records[4].error == "boom"
+
+
+def test_the_pareto_front_and_its_weighted_best() -> None:
+    study = _study(TWO, [(0.1, TrialState.COMPLETE, [1.0, 1.0], {}), (0.2, TrialState.COMPLETE, [2.0, 3.0], {}),
+                         (0.3, TrialState.COMPLETE, [3.0, 2.0], {})])  # fmt: skip
+    records = trial_records(study, TWO)
+    assert [r.number for r in pareto_front(records, TWO)] == [0, 1]  # 2 is dominated by 1
+    assert [r.number for r in ranked(records, TWO)] == [1, 0, 2]  # 2 - 2*3 < 1 - 2*1
+
+
+def test_files_are_written_whole_and_planted_links_are_replaced(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("precious")
+    out = tmp_path / "run" / "summary.json"
+    out.parent.mkdir()
+    out.symlink_to(target)
+    write_atomic(out, '{"token": "abc123"}')
+    assert target.read_text() == "precious" and not out.is_symlink()
+    assert out.read_text() == '{"token": "***"}'  # and scrubbed
+    assert [p.name for p in out.parent.iterdir()] == ["summary.json"]  # no temporary left
+    assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_best_params_are_yaml_a_metric_name_cannot_add_keys_to() -> None:
+    summary = {"study_name": "s", "best": {"trial": 3, "params": {"lr": 0.1, "opt": "adam"},
+                                           "metrics": {"loss\nevil: 1": 0.5}}}  # fmt: skip
+    text = best_params_text(summary)
+    assert yaml.safe_load(text) == {"lr": 0.1, "opt": "adam"} and text.startswith(
+        "# best trial 3 of study s"
+    )
+
+
+def test_trials_csv_has_a_row_per_trial_and_no_secret_column_values(tmp_path: Path) -> None:
+    study = _study(
+        ONE,
+        [(0.1, TrialState.COMPLETE, [1.0], {p.TRIAL_METRICS: {"loss": 1.0, "api_token": 42.0}})],
+    )
+    write_trials_csv(tmp_path, trial_records(study, ONE), ONE)
+    (row,) = csv.DictReader((tmp_path / "trials.csv").open())
+    assert row["state"] == "complete" and row["loss"] == "1.0" and row["api_token"] == "***"

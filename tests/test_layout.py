@@ -1,0 +1,85 @@
+"""The package's shape: only public APIs of the libraries it builds on, modules that stay
+small, and a subpackage per concept."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+PACKAGE = REPO / "ugro_hpo"
+LIBRARIES = (
+    "ray",
+    "optuna",
+    "hydra",
+    "omegaconf",
+    "mlflow",
+    "wandb",
+    "transformers",
+    "peft",
+    "torch",
+)
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+def _private_uses(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    label = path.relative_to(REPO) if path.is_relative_to(REPO) else path.name
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            name = node.attr
+            private = name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+            receiver = node.value
+            ours = isinstance(receiver, ast.Name) and receiver.id in ("self", "cls")
+            if private and not ours:
+                found.append(f"{label}:{node.lineno} .{name}")
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+            )
+            imported = [a.name for a in node.names] if isinstance(node, ast.ImportFrom) else []
+            for module in names:
+                parts = module.split(".")
+                if parts[0] in LIBRARIES and (
+                    any(p.startswith("_") for p in parts[1:])
+                    or any(n.startswith("_") for n in imported)
+                ):
+                    found.append(f"{label}:{node.lineno} import {module}")
+    return found
+
+
+def test_no_module_touches_a_private_attribute_or_module() -> None:
+    """Private state of Ray, Optuna, Hydra, MLflow or W&B (or of another of our objects) moves
+    between releases; the package uses public APIs only. (`self._x` inside a class is ours.)"""
+    uses = [use for path in MODULES for use in _private_uses(path)]
+    assert uses == []
+
+
+def test_the_scan_finds_what_it_looks_for(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from ray.air._internal import usage\nimport optuna\nx = study._storage\ny = self._mine\n"
+    )
+    assert [u.split(" ", 1)[1] for u in _private_uses(probe)] == [
+        "import ray.air._internal",
+        "._storage",
+    ]
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[str(p.relative_to(PACKAGE)) for p in MODULES])
+def test_modules_stay_small(path: Path) -> None:
+    assert len(path.read_text(encoding="utf-8").splitlines()) <= 400
+
+
+def test_a_subpackage_per_concept_and_no_catch_all_module() -> None:
+    packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert packages >= {"config", "space", "optimize", "execution", "objectives", "tracking", "results",
+                        "security", "cli", "lora"}  # fmt: skip
+    assert not list(PACKAGE.rglob("utils.py"))
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert top == ["__init__.py", "__main__.py", "errors.py", "lazy.py", "pipeline.py"]
