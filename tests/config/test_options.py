@@ -80,6 +80,29 @@ def test_defaults_are_the_documented_ones(compose) -> None:
     assert cfg.storage.endswith("/studies.db")
 
 
+@pytest.mark.parametrize(
+    ("overrides", "eval_every"),
+    [((), 10), (("max_steps=1",), 1), (("max_steps=5",), 1), (("max_steps=300",), 50),
+     (("max_steps=100", "eval_every=7"), 7), (("+experiment=synthetic_branin",), 1)],
+)  # fmt: skip
+def test_eval_every_follows_max_steps_unless_it_is_set(
+    compose, tmp_path, overrides: tuple[str, ...], eval_every: int
+) -> None:
+    from ugro_hpo.config.plan import build_plan
+
+    plan = build_plan(compose(*overrides), tmp_path / "run")
+    assert plan.eval_every == eval_every
+    assert plan.scheduler["grace_period"] == eval_every  # ASHA's first rung follows it too
+
+
+def test_eval_every_set_above_max_steps_is_still_one_line(compose, tmp_path) -> None:
+    from ugro_hpo.config.plan import build_plan
+    from ugro_hpo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^eval_every: 9 is larger than max_steps \(5\)$"):
+        build_plan(compose("max_steps=5", "eval_every=9"), tmp_path / "run")
+
+
 def test_search_auto_picks_a_gp_for_small_numeric_spaces_and_tpe_otherwise(compose) -> None:
     import optuna
 

@@ -294,6 +294,30 @@ def test_text_files_and_saved_datasets_load_through_the_same_code(tiny, tmp_path
     assert len(hub.blocks(tokenizer).eval) > 0
 
 
+def test_building_the_tiny_model_says_what_it_does_as_it_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A first run builds the model before any trial: it must not look hung."""
+    from ugro_hpo.lora import models
+
+    monkeypatch.setattr(models, "PROGRESS_EVERY_S", 0.0)  # a line per step instead of every 15 s
+    small = TinyLlama(cache_dir=str(tmp_path), vocab_size=300, hidden_size=16, intermediate_size=32,
+                      num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                      max_position_embeddings=32, pretrain_steps=3, pretrain_seq_len=16,
+                      pretrain_batch_size=2)  # fmt: skip
+    with caplog.at_level("INFO", logger="ugro_hpo.lora.models"):
+        small.prepare(gpu=0)
+        small.prepare(gpu=0)  # built: found in the cache, says nothing
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0].startswith("building the tiny Llama once")
+    assert said[1].startswith("tiny Llama: tokenizer trained on")
+    assert [m.split(",")[0] for m in said[2:4]] == [
+        "tiny Llama: pre-training step 1/3",
+        "tiny Llama: pre-training step 2/3",
+    ]
+    assert said[4].startswith("built the tiny Llama") and len(said) == 5
+
+
 def test_a_missing_hub_model_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"model\.name_or_path: cannot load"):
         PretrainedModel(str(tmp_path / "no-model")).prepare(gpu=0)

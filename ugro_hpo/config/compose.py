@@ -18,8 +18,22 @@ def conf_dir() -> Path:
     raise RuntimeError(f"{PROGRAM}: config directory not found next to {package}")
 
 
+EVALUATIONS_PER_TRIAL = 6
+"""How many times a trial evaluates when the user sets ``max_steps`` but not ``eval_every``."""
+
+
+def default_eval_every(max_steps: Any) -> Any:
+    """``eval_every`` when it is not set: about six evaluations per trial, so ``max_steps=1``
+    alone works and a long trial is not evaluated every few steps. A value that is not a
+    number is passed on for the plan to refuse with the right key."""
+    if isinstance(max_steps, int) and not isinstance(max_steps, bool):
+        return max(1, max_steps // EVALUATIONS_PER_TRIAL)
+    return max_steps
+
+
 def register_resolvers() -> None:
-    """`${ugro_path_name:...}` refuses names that would escape the outputs directory."""
+    """`${ugro_path_name:...}` refuses names that would escape the outputs directory;
+    `${ugro_eval_every:...}` makes ``eval_every`` follow ``max_steps`` unless it is set."""
     from omegaconf import OmegaConf
 
     from ugro_hpo.config.names import check_path_name
@@ -28,6 +42,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver(
             "ugro_path_name", lambda v: check_path_name(v, "study_name")
         )
+    if not OmegaConf.has_resolver("ugro_eval_every"):
+        OmegaConf.register_new_resolver("ugro_eval_every", default_eval_every)
 
 
 def compose(*overrides: str) -> Any:

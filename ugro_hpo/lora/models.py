@@ -204,6 +204,9 @@ class TinyLlama(PretrainedModel):
         from filelock import FileLock
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not (self.path / "config.json").is_file():
+            log.info("building the tiny Llama once (about a minute on two CPU cores, longer on "
+                     "a busy machine); later studies find it in %s", self.path.parent)  # fmt: skip
         with FileLock(str(self.path) + ".lock"):
             if not (self.path / "config.json").is_file():
                 build_tiny_llama(self.path, **self.settings)
@@ -250,6 +253,10 @@ def build_tokenizer(texts: list[str], vocab_size: int) -> Any:
     )
 
 
+PROGRESS_EVERY_S = 15.0
+"""How often the tiny model's build says how far it is (a first run must not look hung)."""
+
+
 def build_tiny_llama(path: Path, **settings: Any) -> None:
     """Build the tiny Llama, pre-train it on docstrings, and save model and tokenizer at ``path``."""
     import time
@@ -263,6 +270,8 @@ def build_tiny_llama(path: Path, **settings: Any) -> None:
     started = time.time()
     texts = pretraining_corpus()
     tokenizer = build_tokenizer(texts, settings["vocab_size"])
+    log.info("tiny Llama: tokenizer trained on %d docstrings (%.0f s); pre-training next",
+             len(texts), time.time() - started)  # fmt: skip
     torch.manual_seed(settings["seed"])
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -292,7 +301,13 @@ def build_tiny_llama(path: Path, **settings: Any) -> None:
     generator = torch.Generator().manual_seed(settings["seed"])
     model.train()
     loss_value = float("nan")
-    for _ in range(steps):
+    said = training_started = time.time()
+    for step in range(steps):
+        if step and time.time() - said >= PROGRESS_EVERY_S:
+            said = time.time()
+            left = (said - training_started) / step * (steps - step)
+            log.info("tiny Llama: pre-training step %d/%d, loss %.2f, about %.0f s left",
+                     step, steps, loss_value, left)  # fmt: skip
         rows = torch.randint(0, len(blocks), (batch,), generator=generator)
         batch_ids = blocks[rows]
         loss = model(input_ids=batch_ids, labels=batch_ids).loss
