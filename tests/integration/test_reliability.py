@@ -29,6 +29,21 @@ SLOW = ["objective=synthetic", "search_space=quadratic", "max_steps=4", "eval_ev
 """About one second per trial, so a signal lands while trials run."""
 
 
+def run_two_drivers(args: list[str], tmp_path: Path) -> None:
+    """Start two drivers with the same command at once, each in its own folder; both must succeed."""
+    drivers = []
+    for index in range(2):
+        (tmp_path / f"driver{index}").mkdir()
+        drivers.append(start_driver(*args, cwd=tmp_path / f"driver{index}"))
+    try:
+        outputs = [d.communicate(timeout=300) for d in drivers]
+    finally:
+        for driver in drivers:
+            stop_group(driver)
+    for driver, (_, stderr) in zip(drivers, outputs, strict=True):
+        assert driver.returncode == 0, stderr[-3000:]
+
+
 def start_driver(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "ugro_hpo", *args], cwd=cwd, env={**os.environ, **(env or {})},
@@ -312,17 +327,7 @@ def test_two_drivers_share_one_postgres_study(
     name = f"shared-{os.getpid()}-{time.time_ns()}"
     args = [*SLOW, f"study_name={name}", f"storage={postgres_url}", f"ray.address={ray_address}", "tracking=none",
             "parallel_jobs=1", "n_trials=8"]  # fmt: skip
-    drivers = []
-    for index in range(2):
-        (tmp_path / f"driver{index}").mkdir()
-        drivers.append(start_driver(*args, cwd=tmp_path / f"driver{index}"))
-    try:
-        outputs = [d.communicate(timeout=300) for d in drivers]
-    finally:
-        for driver in drivers:
-            stop_group(driver)
-    for driver, (_, stderr) in zip(drivers, outputs, strict=True):
-        assert driver.returncode == 0, stderr[-3000:]
+    run_two_drivers(args, tmp_path)
     study = study_of(postgres_url, name)
     finished = [t for t in study.trials if outcome_of(t) in RAN]  # not the infeasible proposals
     assert len(finished) == 8
@@ -351,16 +356,7 @@ def test_two_drivers_started_together_on_an_empty_database_both_run(
             "n_trials=6", "parallel_jobs=1", "study_name=race", f"storage='{url}'",
             f"ray.address={ray_address}", "tracking=none", "report=false"]  # fmt: skip
     try:
-        for index in range(2):
-            (tmp_path / f"driver{index}").mkdir()
-        drivers = [start_driver(*args, cwd=tmp_path / f"driver{index}") for index in range(2)]
-        try:
-            outputs = [d.communicate(timeout=300) for d in drivers]
-        finally:
-            for driver in drivers:
-                stop_group(driver)
-        for driver, (_, stderr) in zip(drivers, outputs, strict=True):
-            assert driver.returncode == 0, stderr[-3000:]
+        run_two_drivers(args, tmp_path)
         study = study_of(url, "race")
         assert sum(outcome_of(t) in RAN for t in study.trials) == 6  # the budget, shared
     finally:
