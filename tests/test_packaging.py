@@ -9,6 +9,7 @@ import sys
 import sysconfig
 import tomllib
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,9 @@ def test_a_built_wheel_runs_from_an_unrelated_directory(tmp_path: Path) -> None:
         pytest.skip("the hatchling build backend cannot be downloaded here")
     assert build.returncode == 0, build.stderr[-2000:]
     wheel = next(dist.glob("ugro_hpo-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()  # Hydra finds the sweeper in a namespace package
+    assert "hydra_plugins/ugro_hpo_sweeper/ugro_hpo_sweeper.py" in names
+    assert "hydra_plugins/__init__.py" not in names
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ugro_hpo.sweeper.reporting import report  # light: what a Hydra app calls inside a sweep
+
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
@@ -28,4 +30,4 @@ def run(cfg: Any, run_dir: str | None = None, echo: bool = True) -> StudyResult:
     return _run(cfg, run_dir=run_dir, echo=echo)
 
 
-__all__ = ["__version__", "compose", "run"]
+__all__ = ["__version__", "compose", "report", "run"]

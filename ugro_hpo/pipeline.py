@@ -44,14 +44,17 @@ def default_run_dir(cfg: Any) -> Path:
     return Path(str(cfg.outputs_dir)) / str(cfg.study_name) / stamp
 
 
-def run(cfg: Any, run_dir: str | None = None, echo: bool = True) -> StudyResult:
+def run(
+    cfg: Any, run_dir: str | None = None, echo: bool = True, objective: Any = None
+) -> StudyResult:
     """Validate ``cfg``, run its study to ``n_trials`` trials that ran (or continue it) and
     write the results.
 
-    ``echo=False`` keeps the end-of-study table off stdout (benchmarks, notebooks).
+    ``echo=False`` keeps the end-of-study table off stdout (benchmarks, notebooks);
+    ``objective``, an `Objective` object, replaces ``cfg.objective`` (the Hydra sweeper).
     """
     started = time.time()
-    plan = build_plan(cfg, run_dir or default_run_dir(cfg))
+    plan = build_plan(cfg, run_dir or default_run_dir(cfg), objective)
     if plan.dry_run:
         print("Plan (dry run, nothing was run or written):\n" + describe(plan), flush=True)
         return StudyResult(plan=plan, status="dry_run")

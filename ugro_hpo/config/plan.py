@@ -63,6 +63,8 @@ class Plan:
     report: bool
     config: dict[str, Any] = field(repr=False)
     sampler_reason: str = ""  # why search=auto chose its sampler (empty for other searches)
+    given_objective: Any = field(default=None, repr=False, compare=False)
+    """An objective given as an object (sent to the trials as it is), or None."""
     checked_objective: Any = field(default=None, repr=False, compare=False)
     """The objective built and checked on the driver (trials build their own from the spec)."""
     sampler_factory: Any = field(default=None, repr=False, compare=False)
@@ -100,8 +102,11 @@ def resolve(cfg: Any) -> dict[str, Any]:
     return {str(k): v for k, v in data.items()}
 
 
-def build_plan(cfg: Any, run_dir: str | Path) -> Plan:
-    """Validate ``cfg`` and return the plan; raise ConfigError/SearchSpaceError otherwise."""
+def build_plan(cfg: Any, run_dir: str | Path, objective: Any = None) -> Plan:
+    """Validate ``cfg`` and return the plan; raise ConfigError/SearchSpaceError otherwise.
+
+    ``objective``, an `Objective` already built (the Hydra sweeper's job), replaces the one
+    ``cfg.objective`` names; trials then receive it as it is."""
     data = resolve(cfg)
     redact_data(data)  # notes secret-named values so they are scrubbed from everything we write
     refuse_config_credentials(data)
@@ -115,8 +120,12 @@ def build_plan(cfg: Any, run_dir: str | Path) -> Plan:
     outputs_dir = Path(str(data.get("outputs_dir") or "outputs")).resolve()
 
     space = _search_space(data)
-    objective = _component(data, "objective")
-    checked_objective = instantiate(objective, "objective")
+    if objective is None:
+        spec = _component(data, "objective")
+        checked_objective = instantiate(spec, "objective")
+    else:
+        cls = type(objective)
+        spec, checked_objective = {"_target_": f"{cls.__module__}.{cls.__qualname__}"}, objective
     checked_objective.check(space)
 
     seed = _integer(data, "seed", minimum=0, maximum=2**32 - 1)
@@ -145,7 +154,8 @@ def build_plan(cfg: Any, run_dir: str | Path) -> Plan:
         outputs_dir=outputs_dir,
         run_dir=Path(run_dir).resolve(),
         search_space=space,
-        objective=objective,
+        objective=spec,
+        given_objective=objective,
         sampler=sampler,
         sampler_name=sampler_name,
         scheduler=scheduler,

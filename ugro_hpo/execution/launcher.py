@@ -209,7 +209,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
         trial_logs=str(plan.ray_dir / experiment),
     )
     spec = {
-        "objective": plan.objective,
+        "objective": plan.given_objective or plan.objective,
         "metrics": plan.search_space.metric_names,
         "seed": plan.seed,
         "max_steps": plan.max_steps,

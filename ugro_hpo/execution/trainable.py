@@ -113,6 +113,8 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
     reporter = Reporter(metrics, spec.get("trial_timeout_s"))
     try:
         objective = _objective(spec["objective"])
+        if not objective.reports_every_metric:
+            reporter.metrics = ()  # reports need not carry the objectives; the result must
         returned = objective(params, reporter, context) or {}
         final = checked_metrics(dict(returned), metrics, "in the final result")
     except TrialTimeout as timeout:
@@ -147,8 +149,11 @@ def _scrub_output(digests: SecretDigests) -> None:
         setattr(sys, name, RedactingStream(stream, digests.scrub))
 
 
-def _objective(spec: dict[str, Any]) -> Objective:
-    """One objective per worker process and spec: a reused actor keeps its caches."""
+def _objective(spec: dict[str, Any] | Objective) -> Objective:
+    """One objective per worker process and spec: a reused actor keeps its caches. An
+    objective the study was given as an object arrives built."""
+    if isinstance(spec, Objective):
+        return spec
     key = json.dumps(spec, sort_keys=True, default=str)
     if key not in _objectives:
         _objectives[key] = instantiate(spec, "objective")

@@ -54,6 +54,9 @@ class Objective(ABC):
     name: str = "objective"
     parameters: frozenset[str] | None = None
     metrics: frozenset[str] | None = None
+    reports_every_metric: bool = True
+    """Does each intermediate report carry every objective's metric? (A Hydra app may report
+    only some, or none, and return them all at the end.)"""
 
     def check(self, space: SearchSpace) -> None:
         """Refuse a search space that names a knob or metric this objective does not have."""

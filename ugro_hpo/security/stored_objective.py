@@ -117,9 +117,11 @@ OBJECTIVES = dict(
             nan_prob=Arg("float", 0.0, 1.0),
         ),
         _cls("ugro_hpo.objectives.custom.CustomObjective", fn=Arg("str")),
+        _cls("ugro_hpo.sweeper.job.HydraJob"),  # a Hydra app's jobs: never rebuilt from storage
     ]
 )
 CUSTOM = "ugro_hpo.objectives.custom.CustomObjective"
+HYDRA_JOB = "ugro_hpo.sweeper.job.HydraJob"
 
 
 class StoredConfigRefused(ConfigError):
@@ -237,6 +239,11 @@ def build_objective(
     """
     spec = dict(checked)
     target = spec.pop("_target_")
+    if target == HYDRA_JOB:
+        raise ConfigError(
+            "train-best: the study's trials were jobs of a Hydra app; run the app with the best "
+            "parameters (optimization_results.yaml in the sweep directory)"
+        )
     if target == CUSTOM:
         if not objective_fn:
             raise ConfigError(

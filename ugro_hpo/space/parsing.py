@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import keyword
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -110,8 +111,12 @@ def parse_search_space(data: Any, source: str) -> SearchSpace:
 
 
 def _parse_parameter(name: str, spec: Any, all_names: Sequence[str], fail: Any) -> Parameter:
-    if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("__"):
-        raise fail("names must be identifiers (letters, digits, '_'), usable in expressions", name)
+    if not _valid_name(name):
+        raise fail(
+            "names must be identifiers (letters, digits, '_'), usable in expressions, or a Hydra "
+            "config key made of them (model.lr, optimizer/lr)",
+            name,
+        )
     if not isinstance(spec, Mapping):
         raise fail("definition must be a mapping with at least 'type'", name)
     kind = spec.get("type")
@@ -176,6 +181,15 @@ def _parse_parameter(name: str, spec: Any, all_names: Sequence[str], fail: Any) 
                 raise fail(f"default {default} is not on the grid min + k * step", name)
         parameter = _with_default(parameter, default)
     return parameter
+
+
+def _valid_name(name: str) -> bool:
+    """An identifier, or a Hydra config key of identifiers joined by '.' or '/' (a sweeper's
+    parameter; it cannot appear in an expression, which names identifiers only)."""
+    parts = re.split(r"[./]", name)
+    return all(
+        p.isidentifier() and not keyword.iskeyword(p) and not p.startswith("__") for p in parts
+    )
 
 
 def _with_default(parameter: Parameter, default: Any) -> Parameter:
