@@ -126,3 +126,11 @@ def test_optimization_results_has_the_optuna_sweeper_s_keys(tmp_path: Path) -> N
     solutions = yaml.safe_load((tmp_path / "two.yaml").read_text())["solutions"]
     assert solutions == [{"params": {"x": 1}, "values": [1.0, 2.0]},
                          {"params": {"x": 2}, "values": [2.0, 1.0]}]  # fmt: skip
+
+
+def test_train_best_refuses_a_sweeper_study_and_says_where_its_best_parameters_are() -> None:
+    from ugro_hpo.security.stored_objective import build_objective, check_objective
+
+    checked = check_objective({"objective": {"_target_": "ugro_hpo.sweeper.job.HydraJob"}})
+    with pytest.raises(ConfigError, match=r"optimization_results\.yaml"):
+        build_objective(checked)
