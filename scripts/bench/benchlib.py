@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,11 @@ PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() els
 # A fresh install resolves to a hydra-core release candidate that crashes, hence the pin.
 HYDRA_VENV = ROOT / ".venv-bench-hydra"
 HYDRA_REQUIREMENTS = ("hydra-core==1.3.2", "hydra-optuna-sweeper==1.3.0")
+# The next line of the Optuna sweeper (release candidates for Hydra 1.4, Optuna >= 4.9): a venv
+# of its own, on the Optuna ours runs.
+HYDRA_RC_VENV = ROOT / ".venv-bench-hydra-rc"
+HYDRA_RC_REQUIREMENTS = ("hydra-core==1.4.0rc3", "hydra-optuna-sweeper==1.4.0rc3",
+                         "hydra-joblib-launcher==1.4.0rc3", "optuna==5.0.0")  # fmt: skip
 
 
 def machine() -> dict[str, Any]:
@@ -156,24 +162,46 @@ def run_timed(command: list[str], cwd: Path = ROOT, env: dict[str, str] | None =
     return Timed(wall, peak, out)
 
 
+def peer_python(venv: Path, requirements: Sequence[str]) -> str:
+    """The interpreter of a peer's own venv holding ``requirements``, made on first use (and
+    made again when they change) from $PYTHON, or else the interpreter behind .venv."""
+    python = venv / "bin" / "python"
+    stamp = venv / ".requirements"
+    wanted = " ".join(requirements)
+    if not (python.exists() and stamp.exists() and stamp.read_text() == wanted):
+        base = os.environ.get("PYTHON", PYTHON)
+        subprocess.run([base, "-m", "venv", "--clear", str(venv)], check=True)
+        pip_install(str(python), requirements)
+        stamp.write_text(wanted)
+    return str(python)
+
+
+def pip_install(python: str, requirements: Sequence[str]) -> None:
+    """Install ``requirements`` into the venv of ``python`` from pip's configured index."""
+    done = subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *requirements],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"installing {' '.join(requirements)} failed:\n{done.stderr[-2000:]}")
+
+
+def installed_versions(python: str, names: Sequence[str]) -> dict[str, str | None]:
+    """The versions of the distributions ``names`` in the venv of ``python`` (None: absent)."""
+    code = (
+        "import importlib.metadata as m, json, sys\n"
+        "def version(name):\n"
+        "    try:\n        return m.version(name)\n"
+        "    except m.PackageNotFoundError:\n        return None\n"
+        "print(json.dumps({n: version(n) for n in sys.argv[1:]}))"
+    )
+    done = subprocess.run([python, "-c", code, *names], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
 def hydra_python() -> str:
     """The interpreter of the Hydra-sweeper venv, created on first use (about 15 s)."""
-    python = HYDRA_VENV / "bin" / "python"
-    stamp = HYDRA_VENV / ".requirements"
-    if not (
-        python.exists() and stamp.exists() and stamp.read_text() == " ".join(HYDRA_REQUIREMENTS)
-    ):
-        base = os.environ.get("PYTHON", "python3")
-        subprocess.run([base, "-m", "venv", str(HYDRA_VENV)], check=True)
-        done = subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             *HYDRA_REQUIREMENTS],
-            capture_output=True, text=True,
-        )  # fmt: skip
-        if done.returncode != 0:
-            raise RuntimeError(f"installing {HYDRA_REQUIREMENTS} failed:\n{done.stderr[-2000:]}")
-        stamp.write_text(" ".join(HYDRA_REQUIREMENTS))
-    return str(python)
+    return peer_python(HYDRA_VENV, HYDRA_REQUIREMENTS)
 
 
 def start_ray(num_cpus: int) -> None:

@@ -14,7 +14,7 @@ import sys
 from benchlib import OUT_DIR, ROOT
 
 BENCHMARKS = ("overhead", "startup", "sample_efficiency", "early_stopping", "lora_throughput",
-              "trial_memory")  # fmt: skip
+              "trial_memory", "hydra_sweeper")  # fmt: skip
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 
 

@@ -205,7 +205,11 @@ SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampl
             "gp": "GPSampler", "qmc": "QMCSampler", "nsga2": "NSGAIISampler"}  # fmt: skip
 
 
-@pytest.mark.parametrize("search", sorted(SAMPLERS))
+@pytest.mark.parametrize(
+    "search",
+    # TPE (the samplers' common path) in the default suite; the others with the slow tests.
+    [s if s == "tpe" else pytest.param(s, marks=pytest.mark.slow) for s in sorted(SAMPLERS)],
+)
 def test_every_sampler_runs_a_study(study, search: str) -> None:
     result = study(*QUICK, f"search={search}", "n_trials=4", "scheduler=fifo")
     assert result.summary["sampler"] == f"optuna.samplers.{SAMPLERS[search]}"
@@ -277,7 +281,7 @@ def _min_distance_of_concurrent_asks(sampler, seed: int) -> float:
     return min(math.dist(a, b) for a, b in itertools.combinations(batch, 2))
 
 
-@pytest.mark.parametrize("search", ["tpe", "auto"])
+@pytest.mark.parametrize("search", ["tpe", pytest.param("auto", marks=pytest.mark.slow)])
 def test_parallel_samplers_do_not_propose_near_duplicates(compose, search: str) -> None:
     from ugro_hpo.config.plan import build_plan, build_sampler
 
