@@ -183,12 +183,18 @@ def test_multirun_gives_one_study_per_job(tmp_path: Path, ray_address: str) -> N
     summaries = sorted((tmp_path / "outputs" / "multirun").glob("*/*/summary.json"))
     assert len(summaries) == 2
     contents = [json.loads(p.read_text()) for p in summaries]
-    assert sorted(s["study_name"] for s in contents) == ["multi-0", "multi-1"]
+    assert sorted(s["study_name"] for s in contents) == ["multi-search-random", "multi-search-tpe"]
     assert sorted(s["sampler"] for s in contents) == [
         "optuna.samplers.RandomSampler",
         "optuna.samplers.TPESampler",
     ]
     assert all(s["finished"] == 6 for s in contents)
+    # At the end, the jobs side by side: printed, and as CSV and a page in the sweep directory.
+    assert "Jobs of this multirun:" in result.stdout and "multi-search-tpe" in result.stdout
+    sweep = summaries[0].parents[1]
+    rows = (sweep / "comparison.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("job,study,status,objective,best") and len(rows) == 3
+    assert "multi-search-random" in (sweep / "comparison.html").read_text()
 
 
 def test_searchpath_adds_a_users_own_options(tmp_path: Path) -> None:

@@ -120,3 +120,17 @@ def test_search_auto_picks_a_gp_for_small_numeric_spaces_and_tpe_otherwise(compo
     for overrides in ((), ("search_space=lora_conditional",)):  # a categorical; conditions
         name, sampler = chosen(*overrides)
         assert name == "optuna.samplers.TPESampler" and sampler._constant_liar
+
+
+def test_a_multirun_job_s_study_is_named_after_what_the_job_varies() -> None:
+    from ugro_hpo.config.names import check_path_name, job_study_name
+
+    varying = {"search", "lr"}
+    assert job_study_name("demo", ["search=tpe", "n_trials=4"], varying, 0) == "demo-search-tpe"
+    assert job_study_name("demo", ["+lr=1e-3", "search=random"], varying, 1) == (
+        "demo-lr-1e-3-search-random"
+    )
+    assert job_study_name("demo", ["n_trials=4"], varying, 2) == "demo-2"  # nothing varies
+    odd = job_study_name("demo", ["search=../../x y"], varying, 3)
+    assert check_path_name(odd, "study_name") == odd and "/" not in odd
+    assert job_study_name("demo", ["search=" + "t" * 200], varying, 4) == "demo-4"

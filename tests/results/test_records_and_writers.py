@@ -104,3 +104,24 @@ def test_trials_csv_has_a_row_per_trial_and_no_secret_column_values(tmp_path: Pa
     write_trials_csv(tmp_path, trial_records(study, ONE), ONE)
     (row,) = csv.DictReader((tmp_path / "trials.csv").open())
     assert row["state"] == "complete" and row["loss"] == "1.0" and row["api_token"] == "***"
+
+
+def test_a_multirun_comparison_has_one_row_per_job_in_job_order(tmp_path: Path) -> None:
+    import json
+
+    from ugro_hpo.results.comparison import write_comparison
+
+    for job, best in (("10", 0.5), ("2", 0.25), ("0", None)):
+        (tmp_path / job).mkdir()
+        summary = {"study_name": f"s-{job}", "status": "complete", "duration_s": 1.5,
+                   "objectives": [{"name": "loss", "direction": "minimize"}],
+                   "counts": {"complete": 3, "pruned": 1, "failed": 0},
+                   "best": None if best is None else {"metrics": {"loss": best}}}  # fmt: skip
+        (tmp_path / job / "summary.json").write_text(json.dumps(summary))
+    (tmp_path / "3").mkdir()  # a job that wrote nothing is left out
+    table = write_comparison(tmp_path)
+    rows = (tmp_path / "comparison.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "2", "10"]
+    assert rows[2] == "2,s-2,complete,loss (minimize),0.25,3,1,0,1.5"
+    assert "s-10" in table and "<td>s-10</td>" in (tmp_path / "comparison.html").read_text()
+    assert write_comparison(tmp_path / "3") == ""  # no jobs: nothing written

@@ -92,6 +92,7 @@ def _task(cfg: Any) -> Any:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from ugro_hpo.config.names import job_study_name
     from ugro_hpo.pipeline import run
     from ugro_hpo.security.credentials import check_env_set
     from ugro_hpo.security.redaction import register_environment
@@ -102,8 +103,10 @@ def _task(cfg: Any) -> Any:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     register_environment()  # what hydra.job.env_set (an override or a preset) added
     if hydra_cfg.mode == RunMode.MULTIRUN:
-        # One study per job: jobs of one sweep must not share (and mix) a study.
-        cfg.study_name = f"{cfg.study_name}-{hydra_cfg.job.num}"
+        # One study per job, named after what the job varies (jobs must not share a study).
+        cfg.study_name = job_study_name(
+            cfg.study_name, list(hydra_cfg.overrides.task), _varying, hydra_cfg.job.num
+        )
         _redact_file(Path(hydra_cfg.sweep.dir) / "multirun.yaml")
     try:
         check_env_set(dict(hydra_cfg.job.env_set or {}))
@@ -129,8 +132,26 @@ class SweepRecord(Callback):
     before composing any job), so a sweep that fails before a job ran leaves nothing behind."""
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        global _sweep_dir
+        global _sweep_dir, _varying
         _sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+        _varying = swept_keys(list(config.hydra.overrides.task))
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        """The jobs side by side: printed, and comparison.csv / .html in the sweep directory."""
+        from ugro_hpo.results.comparison import write_comparison
+
+        if _sweep_dir is not None and _sweep_dir.is_dir():
+            table = write_comparison(_sweep_dir)
+            if table:
+                print(f"{table}\nComparison: {_sweep_dir / 'comparison.html'}", flush=True)
+
+
+def swept_keys(overrides: list[str]) -> set[str]:
+    """The keys a multirun sweeps over (``search=tpe,random``: ``search``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return {o.key_or_group for o in parsed if o.is_sweep_override()}
 
 
 def _forget_failed_sweep() -> None:
@@ -240,3 +261,4 @@ class _StderrGate(ForwardingStream):
 
 _gate: _StderrGate | None = None
 _sweep_dir: Path | None = None
+_varying: set[str] = set()  # the keys the current multirun sweeps over

@@ -9,6 +9,7 @@ a Ray experiment and tracking runs, so it follows the strictest: letters, digits
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Sequence
 
 from ugro_hpo.errors import ConfigError
 
@@ -80,3 +81,23 @@ def check_tags(tags: object) -> dict[str, str]:
             )
         checked[key] = text
     return checked
+
+
+def job_study_name(
+    study_name: str, job_overrides: Sequence[str], varying: Collection[str], num: int
+) -> str:
+    """A multirun job's study name: the sweep's study name and the overrides that vary between
+    its jobs (``ugro-demo-search-tpe``), so jobs never share a study and each name says what
+    that job ran. Falls back to the job's number when nothing varies or the name would break
+    the path rules."""
+    parts = []
+    for line in job_overrides:
+        key, _, value = line.partition("=")
+        key = key.lstrip("+~")
+        if key in varying:
+            parts.append(f"{key}-{value}")
+    fallback = f"{study_name}-{num}"
+    if not parts:
+        return fallback
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join([study_name, *parts])).replace("..", "_")
+    return name if _PATH_SAFE.fullmatch(name) else fallback
