@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 REPORT_DIR = "report"
 SLICE_PARAMETERS = 4  # slices for this many of the most important parameters
+ROUGH_BELOW = 10
+"""Importances from fewer complete trials than this are drawn with a caveat in the title:
+fANOVA ranks a dominant parameter right at about 16 trials, not at four."""
 
 
 @dataclass
@@ -86,6 +89,7 @@ def _plots(
     study: optuna.Study, space: SearchSpace, scores: dict[str, dict[str, float]]
 ) -> list[tuple[str, Draw]]:
     """(name, draw) per plot; draw(path) saves a PNG, or returns why it does not apply."""
+    import numpy as np
     from optuna.visualization import matplotlib as vis
 
     metric = space.metric_names[0]
@@ -104,27 +108,37 @@ def _plots(
         )
 
     def parallel(path: Path) -> str | None:
-        return need(MIN_TRIALS, "") or _save(
-            vis.plot_parallel_coordinate(study, params=ranked, target=target, target_name=metric),
-            path,
-            size=(max(8.0, 1.6 * len(ranked) + 2), 6.0),  # room for every axis and the legend
-        )
+        if reason := need(MIN_TRIALS, ""):
+            return reason
+        ax = vis.plot_parallel_coordinate(study, params=ranked, target=target, target_name=metric)
+        _readable_lines(ax)
+        # room for every axis and the legend
+        return _save(ax, path, size=(max(8.0, 1.6 * len(ranked) + 2), 6.0))
 
     def importance(path: Path) -> str | None:
         if not first:
             return f"needs {MIN_TRIALS} complete trials with different results"
-        return _save(_bar_chart(first, f"Parameter importance for {metric} (fANOVA)"), path)
+        title = f"Parameter importance for {metric} (fANOVA, {len(complete)} complete trials)"
+        if len(complete) < ROUGH_BELOW:
+            title += f"\nrough: fewer than {ROUGH_BELOW} complete trials"
+        return _save(_bar_chart(first, title), path)
 
     def slices(path: Path) -> str | None:
         shown = [n for n in ranked if any(n in t.params for t in complete)][:SLICE_PARAMETERS]
-        return need(MIN_TRIALS, "") or _save(
-            vis.plot_slice(study, params=shown, target=target, target_name=metric), path
-        )
+        if reason := need(MIN_TRIALS, ""):
+            return reason
+        axes = vis.plot_slice(study, params=shown, target=target, target_name=metric)
+        for ax in np.atleast_1d(axes).flat:  # type: ignore[arg-type]  # labels overlap flat
+            ax.tick_params(axis="x", labelrotation=35, labelsize=8)
+        return _save(axes, path, size=(max(8.0, 3.2 * len(shown)), 4.5))
 
     def curves(path: Path) -> str | None:
         if not intermediate:
             return "no trial reported intermediate values"
-        return _save(vis.plot_intermediate_values(study), path)
+        ax = vis.plot_intermediate_values(study)
+        ax.set_ylabel(metric)  # Optuna's label says "Intermediate Value"
+        ax.set_xlabel("step")
+        return _save(ax, path)
 
     def pareto(path: Path) -> str | None:
         if not space.is_multi_objective:
@@ -138,6 +152,21 @@ def _plots(
     return [("optimization_history", history), ("parameter_importances", importance),
             ("parallel_coordinates", parallel), ("slices", slices),
             ("learning_curves", curves), ("pareto_front", pareto)]  # fmt: skip
+
+
+def _readable_lines(ax: Any) -> None:
+    """Optuna draws parallel coordinates on a grey grid with the worst trial in white: here on
+    a white background, without the grid, in a colour map whose every end shows."""
+    for axes in ax.figure.axes:
+        axes.set_facecolor("white")
+        axes.grid(False)
+        axes.tick_params(labelsize=8)
+    for lines in ax.collections:
+        # Optuna picks Blues or Blues_r so that the best trial is darkest; keep that sense.
+        reversed_ = lines.get_cmap().name.endswith("_r")
+        lines.set_cmap("viridis" if reversed_ else "viridis_r")
+        if getattr(lines, "colorbar", None) is not None:
+            lines.colorbar.update_normal(lines)
 
 
 def _bar_chart(scores: dict[str, float], title: str) -> Any:
