@@ -112,6 +112,8 @@ def test_a_trial_committed_late_by_another_driver_still_counts(compose, tmp_path
     """On a server database a trial can commit after a later one finished; Optuna's cache then
     never sees it, so the budget must be counted from the database itself."""
     opened = st.open_study(_plan(compose, tmp_path))
+    assert not opened.shared  # SQLite: one writer at a time, trials commit in order ...
+    opened.shared = True  # ... so this test plays a server database's part on it
     other = optuna.create_study(storage=opened.storage, study_name="elsewhere")
     opened.study.tell(_running_trial(opened, "h:1"), 1.0)  # the queued defaults
     late = opened.storage.create_new_trial(opened.study_id)  # another driver's, not committed yet

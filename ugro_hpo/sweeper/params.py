@@ -1,8 +1,8 @@
 """Hydra's sweep syntax (the Optuna sweeper's ``params``) as a UGRO search space.
 
 ``choice(a, b)`` is a categorical parameter; ``range(a, b, step=s)`` an int (or float) parameter
-on that grid, end excluded as in Python; ``interval(a, b)`` a float (an int when both ends are
-whole numbers); ``tag(log, interval(a, b))`` the same on a log scale. A value that is not a sweep
+on that grid, end excluded as in Python; ``interval(a, b)`` a float (Hydra reads an interval's
+bounds as floats); ``tag(log, interval(a, b))`` the same on a log scale. A value that is not a sweep
 is passed to every job unchanged. Each parameter remembers the override key it came from
 (``+db``, ``model.lr``), so a trial's values become that job's command-line overrides.
 """
@@ -100,10 +100,8 @@ def _parameter(override: Any, line: str) -> dict[str, Any]:
             return {"type": "categorical", "choices": values}
         return {"type": "int" if whole else "float", "min": low, "max": high, "step": step}
     if override.is_interval_sweep() and isinstance(value, IntervalSweep):
-        log = "log" in value.tags
-        whole = isinstance(value.start, int) and isinstance(value.end, int)
-        return {"type": "int" if whole else "float", "min": value.start, "max": value.end,
-                "log": log}  # fmt: skip
+        return {"type": "float", "min": value.start, "max": value.end,
+                "log": "log" in value.tags}  # fmt: skip
     raise ConfigError(
         f"hydra.sweeper.params: {line!r} is not a sweep this sweeper understands; use "
         "choice(...), range(a, b, step=s), interval(a, b) or tag(log, interval(a, b))"
