@@ -75,6 +75,14 @@ def test_a_suggestion_is_a_claimed_optuna_trial(tmp_path: Path) -> None:
     assert searcher.running() == ["t1"]
 
 
+def test_an_extension_samples_more_parameters_into_each_proposal(tmp_path: Path) -> None:
+    """The Hydra sweeper's custom_search_space: a function suggests on the trial itself."""
+    searcher = _searcher(tmp_path, extend=lambda trial: trial.suggest_int("extra.depth", 1, 3))
+    config = searcher.suggest("t1")
+    assert set(config) == {"x", "extra.depth", p.CONFIG_EXTRAS}
+    assert searcher.study.trials[0].params == {k: config[k] for k in ("x", "extra.depth")}
+
+
 def test_each_outcome_is_stored_as_what_it_was(tmp_path: Path) -> None:
     searcher = _searcher(tmp_path)
     for ray_id in ("done", "stopped", "broken", "dead"):

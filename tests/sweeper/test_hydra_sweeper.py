@@ -106,6 +106,30 @@ def test_a_list_return_with_two_directions_is_a_two_objective_study(
     assert len(summary["pareto_front"]) == len(front)
 
 
+@pytest.mark.slow
+def test_custom_search_space_adds_parameters_as_the_optuna_sweeper_does(
+    tmp_path: Path, ray_address: str
+) -> None:
+    env_path = os.pathsep.join([str(APPS), os.environ.get("PYTHONPATH", "")])
+    result = subprocess.run(
+        sweep_command("curves", tmp_path / "sweep", ray_address, "hydra.sweeper.n_trials=3",
+                      "hydra.sweeper.custom_search_space=curves.configure"),
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": env_path},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(
+        study_name="curves", storage=f"sqlite:///{tmp_path / 'sweep' / 'optuna.db'}"
+    )
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 3 and all(set(t.params) == {"quality", "cost"} for t in done)
+    for trial in done:  # each job ran with the extra parameter as an override
+        overrides = yaml.safe_load(
+            (tmp_path / "sweep" / str(trial.number) / ".hydra" / "overrides.yaml").read_text()
+        )
+        assert f"cost={trial.params['cost']}" in overrides
+
+
 @pytest.mark.parametrize(
     ("overrides", "fragment"),
     [
@@ -114,6 +138,10 @@ def test_a_list_return_with_two_directions_is_a_two_objective_study(
         (["hydra.sweeper.scheduler=fastest"], "hydra.sweeper.scheduler"),
         (["hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials:"),
         (["hydra.sweeper.grace_period=99"], "hydra.sweeper.grace_period: 99 is larger"),
+        (
+            ["hydra.sweeper.custom_search_space=nowhere.configure"],
+            "hydra.sweeper.custom_search_space",
+        ),
     ],
 )
 def test_mistakes_in_the_sweeper_s_input_are_one_line_before_any_trial(

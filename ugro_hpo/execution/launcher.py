@@ -207,6 +207,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
         ),
         halted=lambda: streak.tripped or watch.interrupted.is_set() or time.time() > deadline,
         trial_logs=str(plan.ray_dir / experiment),
+        extend=getattr(plan.checked_objective, "extend_trial", None),
     )
     spec = {
         "objective": plan.given_objective or plan.objective,

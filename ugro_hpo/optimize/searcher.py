@@ -61,6 +61,7 @@ class StudySearcher(Searcher):
         halted: Callable[[], bool] = lambda: False,
         trial_logs: str = "Ray's experiment directory",
         max_infeasible_in_a_row: int = MAX_INFEASIBLE_IN_A_ROW,
+        extend: Callable[[optuna.Trial], None] | None = None,
     ) -> None:
         metrics = space.metric_names
         modes = [o.mode for o in space.objectives]
@@ -79,6 +80,7 @@ class StudySearcher(Searcher):
         self.halted = halted
         self.trial_logs = trial_logs
         self.max_infeasible_in_a_row = max_infeasible_in_a_row
+        self.extend = extend  # samples more parameters into a feasible proposal, if given
         self.unsatisfiable: str | None = None  # why the study ended early, if it did
         self.infeasible_in_a_row = 0
         self._driver = driver_id()
@@ -120,13 +122,17 @@ class StudySearcher(Searcher):
             if self.unsatisfiable:
                 return str(Searcher.FINISHED)
         self.infeasible_in_a_row = 0
+        params = dict(proposal.params)
+        if self.extend is not None:
+            self.extend(trial)  # its own trial.suggest_* calls (the Hydra sweeper's hook)
+            params.update({k: v for k, v in trial.params.items() if k not in params})
         if sum(self.opened.ran_and_running()) > self.n_trials:
             self._stand_down(trial)  # another driver asked at the same moment
             return None
         self._claim(trial_id, trial)
         if self.events is not None:
-            self.events.trial_started(trial_id, trial.number, dict(proposal.params))
-        return {**proposal.params, p.CONFIG_EXTRAS: {"number": trial.number}}
+            self.events.trial_started(trial_id, trial.number, params)
+        return {**params, p.CONFIG_EXTRAS: {"number": trial.number}}
 
     def _claim(self, trial_id: str, trial: optuna.Trial) -> None:
         """Mark the trial as ours and alive (another driver never takes it for stale)."""

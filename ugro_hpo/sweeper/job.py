@@ -39,6 +39,7 @@ class HydraJob(Objective):
         space: SweepSpace,
         cwd: str,
         hydra_state: Any,
+        configure: Any = None,
     ) -> None:
         self.hydra_context = hydra_context
         self.task_function = task_function
@@ -46,8 +47,22 @@ class HydraJob(Objective):
         self.space = space
         self.cwd = cwd
         self.hydra_state = hydra_state
+        self.configure = configure  # custom_search_space: configure(cfg, trial), in the driver
         module = getattr(task_function, "__module__", "?")
         self.name = f"hydra app {module}.{getattr(task_function, '__qualname__', task_function)}"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What travels to the trials' workers: not ``configure``, which runs in the driver
+        only (its module need not be importable there)."""
+        return {**self.__dict__, "configure": None}
+
+    @property
+    def extend_trial(self) -> Any:
+        """The searcher's hook for ``custom_search_space`` (None without one): the function
+        suggests more parameters on the Optuna trial, which become overrides like the rest."""
+        if self.configure is None:
+            return None
+        return lambda trial: self.configure(self.config, trial)
 
     def describe(self) -> dict[str, str]:
         return {"objective": self.name}

@@ -33,6 +33,7 @@ class SweepSpace:
 
         chosen = [f"{self.keys.get(name, name)}={Transformer.str(value)}"
                   for name, value in params.items()]  # fmt: skip
+        # (a parameter from custom_search_space is its own override key)
         return [*self.fixed, *chosen]
 
 

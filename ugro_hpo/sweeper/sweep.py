@@ -66,10 +66,12 @@ class HydraSweep:
         hydra_state = Singleton.get_state()  # the app's, for the trials' workers
         _check_choice(s, "scheduler", SCHEDULERS)
         _check_choice(s, "tracking", TRACKING)
+        configure = None
         if s.get("custom_search_space"):
-            raise ConfigError(
-                "hydra.sweeper.custom_search_space: not supported by this sweeper yet; express "
-                "the space in params (or a search_space_file with conditions and constraints)"
+            from ugro_hpo.objectives.custom import import_callable
+
+            configure = import_callable(
+                str(s["custom_search_space"]), "hydra.sweeper.custom_search_space"
             )
         space, space_data = self._space(arguments)
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
@@ -77,7 +79,7 @@ class HydraSweep:
             self.config.hydra.sweep.dir = str(sweep_dir)  # workers have other working dirs
         cfg = self._study_config(sweep_dir, space_data)
         job = HydraJob(self.hydra_context, self.task_function, self.config, space,
-                       cwd=os.getcwd(), hydra_state=hydra_state)  # fmt: skip
+                       cwd=os.getcwd(), hydra_state=hydra_state, configure=configure)  # fmt: skip
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         result = run(cfg, run_dir=str(sweep_dir), objective=job)
