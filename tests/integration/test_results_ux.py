@@ -126,6 +126,7 @@ def test_multi_objective_report_draws_the_pareto_front(study) -> None:
     )
 
 
+@pytest.mark.slow
 def test_conditional_parameters_get_importances_too(study) -> None:
     result = study("objective=custom", "objective.fn=fixture_objectives:conditional_sum",
                    f"search_space_file={FIXTURES / 'conditional.yaml'}", "tracking=none", "n_trials=12",
@@ -139,6 +140,7 @@ def test_conditional_parameters_get_importances_too(study) -> None:
 @pytest.mark.skipif(
     not shutil.which("chromium"), reason="no chromium (Debian: apt-get install chromium)"
 )
+@pytest.mark.slow
 def test_the_report_page_opens_in_headless_chromium_without_console_errors(
     study, tmp_path: Path
 ) -> None:

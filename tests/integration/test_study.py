@@ -53,6 +53,7 @@ def test_defaults_are_the_first_trial(study) -> None:
     assert first.number == 0 and first.params == {"x1": 0.2, "x2": 0.9}
 
 
+@pytest.mark.slow
 def test_the_study_is_persisted_and_readable_by_optuna(study, tmp_path: Path) -> None:
     result = study(*QUICK, "study_name=persisted")
     loaded = optuna.load_study(study_name="persisted", storage=result.plan.storage)
@@ -241,6 +242,7 @@ def test_every_scheduler_runs_a_study(study, scheduler: str) -> None:
     assert result.summary["finished"] == 6
 
 
+@pytest.mark.slow
 def test_export_best_writes_the_parameters_elsewhere(study, tmp_path: Path) -> None:
     target = tmp_path / "exported" / "best.yaml"
     result = study(*QUICK, f"export_best={target}")

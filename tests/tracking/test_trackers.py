@@ -266,6 +266,7 @@ def test_tracking_with_wandb_absent_names_the_extra(tmp_path: Path) -> None:
     assert "pip install 'ugro-hpo[wandb]'" in result.stderr
 
 
+@pytest.mark.slow
 def test_mlflow_default_store_is_sqlite_beside_the_study(study, space_file, tmp_path: Path) -> None:
     result = study(*overrides(space_file, "local", n_trials="2"), "tracking=mlflow")
     assert (tmp_path / "outputs" / "mlflow.db").is_file()
@@ -276,6 +277,7 @@ def test_mlflow_default_store_is_sqlite_beside_the_study(study, space_file, tmp_
     assert list((tmp_path / "outputs" / "mlartifacts").rglob("summary.json"))
 
 
+@pytest.mark.slow
 def test_wandb_runs_of_failed_trials_are_finished_as_failed(study, tmp_path: Path) -> None:
     result = study("search_space=quadratic", "objective=custom", "objective.fn=fixture_objectives:always_fails",
                    "tracking=wandb", "wandb.project=ugro-tests", "wandb.mode=offline", "n_trials=2",
