@@ -20,6 +20,8 @@ import pytest
 import yaml
 from conftest import FIXTURES, run_cli
 
+from ugro_hpo.optimize.protocol import RAN, outcome_of
+
 pytestmark = pytest.mark.integration
 
 FAST = ["objective=synthetic", "search_space=branin", "max_steps=3", "eval_every=1", "tracking=none",
@@ -173,13 +175,17 @@ def start_driver(*args: str, cwd: Path, env: dict[str, str] | None = None) -> su
 
 
 def finished_in(db: Path) -> int:
+    """Trials of the watched study that ran; 0 until the driver has created its database (a
+    reader that comes too early would race the driver creating Optuna's tables)."""
+    import sqlalchemy
+
     if not db.exists():
         return 0
     try:
         study = optuna.load_study(study_name="watched", storage=f"sqlite:///{db}")
-    except KeyError:
+    except (KeyError, sqlalchemy.exc.OperationalError):
         return 0
-    return sum(t.state.is_finished() and t.state.name != "FAIL" for t in study.trials)
+    return sum(outcome_of(t) in RAN for t in study.trials)  # an infeasible proposal never ran
 
 
 @pytest.mark.slow
@@ -214,7 +220,7 @@ def test_analyze_and_export_best_work_on_a_running_and_an_interrupted_study(tmp_
     summary = json.loads((tmp_path / "after" / "summary.json").read_text())
     assert summary["status"] == "incomplete" and summary["finished"] < 8
     stored = optuna.load_study(study_name="watched", storage=f"sqlite:///{db}")
-    assert summary["finished"] == sum(t.state.name in ("COMPLETE", "PRUNED") for t in stored.trials)
+    assert summary["finished"] == sum(outcome_of(t) in RAN for t in stored.trials)
 
     export = run_cli("hpo", "export-best", "--study-name", "watched", "--output", "best.yaml",
                      module="ugro_hpo.cli", cwd=tmp_path)  # fmt: skip

@@ -296,6 +296,6 @@ def test_every_wandb_run_is_finished_under_multirun(tmp_path: Path, ray_address:
     assert result.returncode == 0, result.stderr[-3000:]
     runs = read_runs(tmp_path / "outputs" / "wandb")
     assert len(runs) == 6
-    assert {r.group for r in runs} == {"wbmulti-0", "wbmulti-1"}
+    assert {r.group for r in runs} == {"wbmulti-search-tpe", "wbmulti-search-random"}
     assert all(r.exit_code is not None for r in runs)
     assert "wandb sync" in result.stdout
