@@ -211,6 +211,7 @@ def test_max_failures_retries_a_trial_whose_worker_died(study) -> None:
     assert len(set(markers.iterdir()) - before) == 2  # each trial's worker really died once
 
 
+@pytest.mark.slow
 def test_trial_timeout_stops_slow_trials_and_the_study_goes_on(study) -> None:
     result = study(*SLOW, "trial_timeout_s=0.6", "n_trials=3", "tracking=none")
     assert result.summary["finished"] == 3

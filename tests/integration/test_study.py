@@ -47,6 +47,7 @@ def test_a_study_writes_its_three_files(study) -> None:
     assert (run_dir / ".hydra" / "config.yaml").is_file()
 
 
+@pytest.mark.slow
 def test_defaults_are_the_first_trial(study) -> None:
     result = study(*QUICK)
     first = result.records[0]
@@ -61,6 +62,7 @@ def test_the_study_is_persisted_and_readable_by_optuna(study, tmp_path: Path) ->
     assert loaded.best_trial.number == result.summary["best"]["trial"]
 
 
+@pytest.mark.slow
 def test_sqlite_storage_writes_ahead_so_readers_never_wait(study) -> None:
     import sqlite3
 
@@ -217,6 +219,7 @@ def test_every_sampler_runs_a_study(study, search: str) -> None:
     assert result.summary["finished"] == 4
 
 
+@pytest.mark.slow
 def test_grid_search_ends_when_the_grid_is_exhausted(study, tmp_path: Path) -> None:
     space = tmp_path / "grid.yaml"
     space.write_text(

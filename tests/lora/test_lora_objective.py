@@ -29,15 +29,19 @@ ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_model_cache: Path) -> TinyLlama:
-    from conftest import TINY_PRETRAIN_STEPS
-
-    return TinyLlama(
-        cache_dir=str(tiny_model_cache),
-        pretrain_steps=TINY_PRETRAIN_STEPS,
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyLlama:
+    """The tiny Llama without pre-training: what these tests check (adapter shapes, optimiser
+    settings, reports, clean-up) needs no trained weights, and pre-training costs half a minute
+    of the default suite; the studies that need a trained model (slow tests) use
+    `tiny_model_cache`."""
+    model = TinyLlama(
+        cache_dir=str(tmp_path_factory.mktemp("untrained")),
+        pretrain_steps=0,
         seed=42,
         target_modules=ALL_LINEAR,
     )
+    model.prepare(gpu=0)
+    return model
 
 
 @pytest.fixture(scope="module")

@@ -224,6 +224,7 @@ def test_a_tracking_server_dying_mid_study_loses_nothing(study, space_file, tmp_
     assert status["trials_not_logged"]
 
 
+@pytest.mark.slow
 def test_an_unreachable_tracker_fails_fast_before_the_study(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     result = run_cli(

@@ -294,7 +294,9 @@ def build_tiny_llama(path: Path, **settings: Any) -> None:
 
     def schedule(step: int) -> float:
         return (
-            min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+            min(1.0, (step + 1) / warmup)
+            * 0.5
+            * (1 + math.cos(math.pi * min(step, steps) / max(steps, 1)))  # pretrain_steps=0 too
         )
 
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
