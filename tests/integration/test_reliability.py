@@ -178,7 +178,7 @@ def test_sigterm_works_like_ctrl_c_and_a_second_signal_leaves_at_once(
         _, stderr = driver.communicate(timeout=60)
     finally:
         stop_group(driver)
-    assert driver.returncode == 130
+    assert driver.returncode == 130, stderr[-3000:]
     assert "interrupted again: exiting now" in stderr  # the second signal, not the end of the run
     study_of(f"sqlite:///{db}", "terminated")  # loads: nothing corrupted
     rerun = run_cli(*args, "objective.sleep_s=0.01", cwd=tmp_path)

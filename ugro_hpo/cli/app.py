@@ -114,8 +114,8 @@ def _task(cfg: Any) -> Any:
     except UserError as exc:
         _remove_empty_dirs(run_dir, stop_at=Path(str(cfg.outputs_dir)))
         fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        fail("interrupted again: exiting now; rerun the same command to continue the study", 130)
+    except KeyboardInterrupt:  # Ctrl-C before the trials started (then the watch takes over)
+        fail("interrupted: exiting now; rerun the same command to continue the study", 130)
     if result.status in ("dry_run", "nothing_to_run"):
         _remove_empty_dirs(run_dir, stop_at=Path(str(cfg.outputs_dir)))
     elif result.status == "interrupted":

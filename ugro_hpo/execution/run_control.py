@@ -1,8 +1,11 @@
 """What can end a study early, and the heartbeat that shows it is alive.
 
 - Ctrl-C or SIGTERM: the running trials stop, everything finished is kept, the summary says
-  ``interrupted`` and the next run continues. A second signal leaves at once; the storage is
-  transactional, so nothing is corrupted.
+  ``interrupted`` and the next run continues. A second signal ends the process at once (exit
+  code 130), like ``kill -9`` but with a message: the storage is transactional, so nothing is
+  corrupted, and the next run fails the trials left running. Raising KeyboardInterrupt instead
+  would land wherever the main thread happens to be, and Ray's cleanup can turn it into another
+  error with a traceback.
 - ``max_consecutive_failures`` failed trials in a row: the study stops (a bug, not bad luck)
   instead of burning its budget.
 - Any of these, or the searcher giving up (constraints that look unsatisfiable), ends Ray
@@ -13,8 +16,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -22,8 +28,12 @@ from typing import Any
 
 from ray.tune import Stopper
 
+from ugro_hpo.config.compose import PROGRAM
+
 log = logging.getLogger("ugro_hpo")
 RAY_SIGNAL_ENV = {"TUNE_DISABLE_SIGINT_HANDLER": "1"}
+SECOND_SIGNAL_MESSAGE = f"{PROGRAM}: error: interrupted again: exiting now; rerun the same command to continue the study\n"
+INTERRUPTED_EXIT_CODE = 130
 """Ray Tune's own Ctrl-C handler stays off: `InterruptWatch` stops the run through the stopper."""
 
 
@@ -69,7 +79,7 @@ class InterruptWatch:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.interrupted.is_set():
-            raise KeyboardInterrupt
+            leave_now()
         self.interrupted.set()
         log.warning(
             "%s: stopping the running trials; finished ones are kept (signal again to exit at once)",
@@ -80,6 +90,17 @@ class InterruptWatch:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+
+
+def leave_now() -> None:
+    """End the process at once with exit code 130, after saying so on stderr."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed or broken stream must not keep us here
+            stream.flush()
+    try:
+        os.write(2, SECOND_SIGNAL_MESSAGE.encode())
+    finally:
+        os._exit(INTERRUPTED_EXIT_CODE)
 
 
 class RunStopper(Stopper):
