@@ -55,3 +55,42 @@ class MlflowServer:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self.log.close()
+
+
+class RayHead:
+    """A Ray head node on 127.0.0.1 declaring the CPUs and GPUs it is told to (Ray takes a
+    declared GPU count as it is), so a test can see what a study does on a cluster with GPUs.
+    Its clients need ``env`` (its authentication token); its own environment has none of the
+    hub's settings, as on a cluster set up elsewhere, plus ``env``. Ready once `ray start --block` says
+    the runtime started; stopped by process group."""
+
+    def __init__(
+        self, num_cpus: int = 1, num_gpus: int = 0, env: dict[str, str] | None = None
+    ) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        ray = str(Path(sys.executable).with_name("ray"))
+        command = [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={self.port}",
+                   f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}", "--include-dashboard=false",
+                   "--disable-usage-stats"]  # fmt: skip
+        self.env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": os.urandom(16).hex()}
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        start_new_session=True, env={**base, **(env or {}), **self.env})  # fmt: skip
+        said = []
+        assert self.process.stdout is not None
+        for line in self.process.stdout:  # the head speaks until it is up, then blocks
+            said.append(line)
+            if "Ray runtime started" in line:
+                return
+        self.stop()
+        raise RuntimeError("ray head did not start: " + "".join(said)[-2000:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()

@@ -53,13 +53,17 @@ def run(
     ``echo=False`` keeps the end-of-study table off stdout (benchmarks, notebooks);
     ``objective``, an `Objective` object, replaces ``cfg.objective`` (the Hydra sweeper).
     """
+    from ugro_hpo.execution.resources import placement_capacity, settle
+
     started = time.time()
     plan = build_plan(cfg, run_dir or default_run_dir(cfg), objective)
+    # resources.gpu: auto decided, and a trial no node can run refused (Ray would wait for ever)
+    plan = settle(plan, placement_capacity(plan), plan.ray_autoscaler)
     if plan.dry_run:
         print("Plan (dry run, nothing was run or written):\n" + describe(plan), flush=True)
         return StudyResult(plan=plan, status="dry_run")
 
-    from ugro_hpo.execution.launcher import build_components, ensure_ray, run_trials
+    from ugro_hpo.execution.launcher import build_components, run_trials, start_ray
     from ugro_hpo.optimize.storage import open_storage, open_study, trials_that_ran
     from ugro_hpo.optimize.stored_study import remember_run
     from ugro_hpo.results.snapshot import log_file, write_config_snapshot
@@ -80,8 +84,7 @@ def run(
     components = build_components(plan)
     objective = plan.checked_objective
     objective.prepare(plan.resources)
-    if plan.ray_address:
-        ensure_ray(plan)  # a cluster that cannot be joined fails before anything is written
+    start_ray(plan)  # a cluster that cannot be joined, or lacks what a trial asks for, fails here
     trackers = components.trackers
     trackers.connect()
     opened = open_study(plan, storage)  # opens (and creates) the database when not open yet

@@ -19,6 +19,7 @@ from omegaconf import MISSING
 class RayConf:
     address: Optional[str] = None  # null: start Ray here; "auto" or host:port: join a cluster
     num_cpus: Optional[int] = None
+    autoscaler: bool = False  # true: the cluster adds nodes on demand (resources are waited for)
 
 
 @dataclass

@@ -55,3 +55,48 @@ def test_a_study_gives_ray_no_callbacks_so_ray_imports_none_of_its_tracker_integ
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_trial_the_scheduler_stops_frees_its_objects_before_memory_is_released() -> None:
+    # Ray stops a trial by raising SystemExit(0) from tune.report; its traceback holds the
+    # objective's frames (a LoRA trial's model and optimizer) while the trainable cleans up.
+    code = """
+import sys, weakref
+from ray import tune
+from ugro_hpo.execution import trainable
+from ugro_hpo.objectives.base import Objective
+from ugro_hpo.security.redaction import SecretDigests
+
+class Model:
+    pass
+
+refs, freed_at_release = [], []
+
+class Holding(Objective):
+    def __call__(self, params, report, context):
+        model = Model()  # held only by this frame
+        refs.append(weakref.ref(model))
+        report(1, loss=1.0)
+        return {"loss": 1.0}
+
+def stopped(metrics):
+    raise SystemExit(0)  # what Ray's session does when the scheduler stops the trial
+
+real_release = trainable.release_memory
+def release():
+    real_release()
+    freed_at_release.append(refs[0]() is None)
+
+tune.report, trainable.release_memory = stopped, release
+spec = {"objective": Holding(), "metrics": ["loss"], "seed": 0, "max_steps": 2, "eval_every": 1,
+        "resources": {"cpu": 1, "gpu": 0}, "run_dir": ".", "metadata": {}, "trial_timeout_s": None,
+        "secret_digests": SecretDigests.of_known()}
+try:
+    trainable.run_trial({}, spec)
+except SystemExit:
+    pass
+print(freed_at_release)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[True]"

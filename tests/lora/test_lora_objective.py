@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import math
 from pathlib import Path
 
@@ -296,6 +297,12 @@ def test_text_files_and_saved_datasets_load_through_the_same_code(tiny, tmp_path
     train_docs, eval_docs = hub.split()
     assert train_docs[0] == "train text 0 about python" and eval_docs[0] == "held out text 0"
     assert len(hub.blocks(tokenizer).eval) > 0
+    # Checked on the driver before any trial: a wrong column or path is one line.
+    hub.check()
+    with pytest.raises(ConfigError, match=r"dataset.text_field: 'body' not in columns \['text'\]"):
+        HubDataset(path=str(saved), text_field="body").check()
+    with pytest.raises(ConfigError, match=r"dataset.path: cannot load"):
+        HubDataset(path=str(tmp_path / "no-such-dataset")).check()
 
 
 def test_building_the_tiny_model_says_what_it_does_as_it_goes(
@@ -330,6 +337,28 @@ def test_a_missing_hub_model_is_a_config_error(tmp_path: Path) -> None:
 def test_four_bit_needs_a_gpu() -> None:
     with pytest.raises(ConfigError, match="needs a CUDA GPU"):
         PretrainedModel("some/model", quantization="4bit").prepare(gpu=0)
+    with pytest.raises(ConfigError, match="is stored in 4 bits"):
+        PretrainedModel("org/some-model-bnb-4bit").prepare(gpu=0)
+
+
+def test_a_model_stored_quantised_needs_a_gpu(tiny: TinyLlama, tmp_path: Path) -> None:
+    config = json.loads((tiny.path / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_4bit": True}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=r"is stored quantised \(bitsandbytes\)"):
+        PretrainedModel(str(tmp_path)).prepare(gpu=0)
+
+
+def test_a_trial_given_a_gpu_it_cannot_see_fails_loudly() -> None:
+    from ugro_hpo.objectives.lora import trial_device
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    assert trial_device({"cpu": 1, "gpu": 0}) == "cpu"
+    with pytest.raises(
+        RuntimeError, match=r"resources.gpu=0.5 but this worker sees no CUDA device"
+    ):
+        trial_device({"cpu": 1, "gpu": 0.5})
 
 
 # -- whole studies ---------------------------------------------------------------------------
@@ -387,8 +416,6 @@ def test_the_default_search_finds_clearly_better_than_default_and_worst(
 
 @pytest.mark.gpu
 def test_lora_step_on_cuda(tiny) -> None:
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA device")
     objective = LoraObjective(tiny, PydocTopics(seq_len=32, max_train_chunks=32, max_eval_chunks=4))
     metrics = objective(
         {"batch_size": 4}, lambda step, **m: None, context(resources={"cpu": 1, "gpu": 1})
@@ -398,8 +425,6 @@ def test_lora_step_on_cuda(tiny) -> None:
 
 @pytest.mark.gpu
 def test_four_bit_loading_on_cuda(tiny) -> None:
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA device")
     pytest.importorskip("bitsandbytes", reason="needs the quant extra (bitsandbytes)")
     quantized = PretrainedModel(
         tiny.name_or_path,
@@ -418,14 +443,13 @@ def test_four_bit_loading_on_cuda(tiny) -> None:
 
 @pytest.mark.gpu
 def test_two_trials_share_one_gpu(study, lora_overrides) -> None:
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA device")
     result = study(*lora_overrides, f"search_space_file={FIXTURES / 'tiny_lora.yaml'}", "n_trials=2", "parallel_jobs=2",
                    "resources.gpu=0.5", "max_steps=40", "eval_every=20", "scheduler=fifo")  # fmt: skip
     import optuna
 
     trials = optuna.load_study(study_name="ugro-demo", storage=result.plan.storage).trials
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert all(r.metrics.get("gpu_memory_peak_mb", 0) > 0 for r in result.records)  # on the GPU
     first, second = trials
     assert (
         first.datetime_start < second.datetime_complete

@@ -16,7 +16,7 @@ BAD_VALUES = {
     "seed beyond 32 bits": (["seed=4294967296"], "seed: must be a whole number <= 4294967295"),
     "resources.cpu=inf": (["resources.cpu=inf"], "resources.cpu: must be a number >= 0, got inf"),
     "resources.cpu=nan": (["resources.cpu=nan"], "resources.cpu: must be a number >= 0, got nan"),
-    "resources.gpu=nan": (["resources.gpu=nan"], "resources.gpu: must be a number >= 0, got nan"),
+    "resources.gpu=nan": (["resources.gpu=nan"], "resources.gpu: must be a number >= 0 or auto, got nan"),
     "trial_timeout_s=nan": (["trial_timeout_s=nan"], "trial_timeout_s: must be a number of seconds > 0"),
     "time_budget_s=inf": (["time_budget_s=inf"], "time_budget_s: must be a number of seconds > 0"),
     "progress_interval_s=nan": (["progress_interval_s=nan"], "progress_interval_s: must be a number of seconds > 0"),

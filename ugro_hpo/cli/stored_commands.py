@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ugro_hpo.errors import ConfigError
+from ugro_hpo.execution.resources import local_gpu_count
 from ugro_hpo.optimize.stored_study import FACT_KEYS, load_stored_study, status_of
 from ugro_hpo.security.redaction import redact_url
 from ugro_hpo.security.stored_objective import build_objective
@@ -109,6 +110,11 @@ def train_best(
     seed = _stored_int(config, "seed", 0, study_name)
     eval_every = _stored_int(config, "eval_every", 1, study_name)
     resources = _stored_resources(config.get("resources"), study_name)
+    if resources["gpu"] > 0 and local_gpu_count() == 0:
+        log.info("the study's trials had a GPU; this machine has none, so training runs on the CPU")
+        resources["gpu"] = 0.0
+    elif resources["gpu"] > 0:
+        resources["gpu"] = 1.0  # one training, alone: the whole card
     spec = dict(stored.objective)
     if "save_adapter" in spec:
         spec.update(save_adapter=True, keep_adapters=1)

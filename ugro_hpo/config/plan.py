@@ -18,6 +18,7 @@ from typing import Any
 from ugro_hpo.config.components import check_importable, instantiate
 from ugro_hpo.config.names import check_path_name, check_tags
 from ugro_hpo.errors import ConfigError
+from ugro_hpo.execution.resources import AUTO
 from ugro_hpo.optimize.samplers import auto_reason, sampler_factory
 from ugro_hpo.security.credentials import refuse_config_credentials
 from ugro_hpo.security.redaction import redact_data, redact_url
@@ -53,6 +54,7 @@ class Plan:
     resources: dict[str, float]
     ray_address: str | None
     ray_num_cpus: int | None
+    ray_autoscaler: bool
     export_best: Path | None
     tags: dict[str, str]
     max_failures: int
@@ -63,6 +65,8 @@ class Plan:
     report: bool
     config: dict[str, Any] = field(repr=False)
     sampler_reason: str = ""  # why search=auto chose its sampler (empty for other searches)
+    gpu_auto: bool = False  # resources.gpu: auto, decided by `execution.resources.settle`
+    resources_reason: str = ""  # what auto decided from (empty when given as numbers)
     given_objective: Any = field(default=None, repr=False, compare=False)
     """An objective given as an object (sent to the trials as it is), or None."""
     checked_objective: Any = field(default=None, repr=False, compare=False)
@@ -162,8 +166,10 @@ def build_plan(cfg: Any, run_dir: str | Path, objective: Any = None) -> Plan:
         callbacks=callbacks,
         tracking_required=bool((data.get("tracking") or {}).get("required", True)),
         resources=_resources(data.get("resources") or {}),
+        gpu_auto=(data.get("resources") or {}).get("gpu") == AUTO,
         ray_address=_ray_address((data.get("ray") or {}).get("address")),
         ray_num_cpus=(data.get("ray") or {}).get("num_cpus"),
+        ray_autoscaler=bool((data.get("ray") or {}).get("autoscaler", False)),
         export_best=Path(export_best).resolve() if export_best else None,
         tags=check_tags(data.get("tags")),
         max_failures=_integer(data, "max_failures", minimum=0),
@@ -287,20 +293,25 @@ def _storage_url(url: str) -> str:
 
 
 def _resources(raw: Mapping[str, Any]) -> dict[str, float]:
-    resources = {}
+    """Numbers per trial; ``gpu: auto`` stands as 0 here until the capacity is known."""
+    resources: dict[str, float] = {}
     for key in ("cpu", "gpu"):
         value = raw.get(key, 0)
+        if key == "gpu" and value == AUTO:
+            resources[key] = 0.0
+            continue
         if (
             isinstance(value, bool)
             or not isinstance(value, (int, float))
             or not math.isfinite(value)
             or value < 0
         ):
-            raise ConfigError(f"resources.{key}: must be a number >= 0, got {value!r}")
+            also = " or auto" if key == "gpu" else ""
+            raise ConfigError(f"resources.{key}: must be a number >= 0{also}, got {value!r}")
         if value > 1 and float(value) != int(value):
             raise ConfigError(f"resources.{key}: above 1, use whole numbers (got {value})")
         resources[key] = float(value)
-    if resources["cpu"] == 0 and resources["gpu"] == 0:
+    if resources["cpu"] == 0 and resources["gpu"] == 0 and raw.get("gpu") != AUTO:
         raise ConfigError("resources: a trial needs some cpu or gpu; set resources.cpu=1")
     return resources
 
@@ -332,7 +343,8 @@ def describe(plan: Plan) -> str:
         f"scheduler    {plan.scheduler['_target_']}",
         "trackers     "
         + (", ".join(f"{n} ({c['_target_']})" for n, c in plan.callbacks.items()) or "none"),
-        f"resources    {plan.resources['cpu']:g} cpu, {plan.resources['gpu']:g} gpu per trial",
+        f"resources    {plan.resources['cpu']:g} cpu, {plan.resources['gpu']:g} gpu per trial"
+        + (f"  ({plan.resources_reason})" if plan.resources_reason else ""),
         f"ray          {plan.ray_address or 'a local instance started for this study'}",
         f"limits       max_failures {plan.max_failures}, max_consecutive_failures "
         f"{plan.max_consecutive_failures}, trial_timeout_s {plan.trial_timeout_s}, time_budget_s {plan.time_budget_s}",

@@ -18,12 +18,13 @@ from omegaconf import MISSING
 class RaySchema:
     address: str | None = MISSING
     num_cpus: int | None = MISSING
+    autoscaler: bool = MISSING
 
 
 @dataclass
 class ResourcesSchema:
     cpu: float = MISSING
-    gpu: float = MISSING
+    gpu: Any = MISSING  # a number, or "auto" (checked when the plan is built)
 
 
 @dataclass

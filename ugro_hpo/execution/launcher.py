@@ -19,6 +19,7 @@ from typing import Any
 from ugro_hpo.config.components import instantiate
 from ugro_hpo.config.plan import Plan, build_sampler
 from ugro_hpo.errors import UserError
+from ugro_hpo.execution.resources import LOCAL, check_placeable, ray_capacity
 from ugro_hpo.execution.run_control import RAY_SIGNAL_ENV
 from ugro_hpo.optimize import protocol as p
 from ugro_hpo.optimize.storage import OpenedStudy
@@ -36,6 +37,7 @@ RAY_ENV = {
     "RAY_CHDIR_TO_TRIAL_DIR": "0",
     **RAY_SIGNAL_ENV,
 }
+HUB_OFFLINE = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 # Ray loggers that speak of things we handle ourselves (result files we do not write, the
 # local cluster's default token).
 _QUIET_LOGGERS = (
@@ -95,6 +97,11 @@ def ensure_ray(plan: Plan) -> None:
     }
     if plan.ray_address:
         _check_reachable(plan.ray_address)
+        # A local Ray's workers inherit this environment; a cluster's do not: the hub's
+        # offline switches set here must reach the trials there too.
+        offline = {k: os.environ[k] for k in HUB_OFFLINE if k in os.environ}
+        if offline:
+            options["runtime_env"] = {"env_vars": offline}
         try:
             ray.init(address=plan.ray_address, **options)
         except (ConnectionError, RuntimeError) as exc:
@@ -105,6 +112,15 @@ def ensure_ray(plan: Plan) -> None:
     else:
         # "local": start a new instance even if another cluster was started on this machine.
         ray.init(address="local", num_cpus=plan.ray_num_cpus, **options)
+
+
+def start_ray(plan: Plan) -> None:
+    """Start (or join) Ray, then check once more, now with Ray's own count of this machine's
+    CPUs and GPUs, that a trial can be placed."""
+    started_here = not plan.ray_address
+    ensure_ray(plan)
+    if started_here:
+        check_placeable(plan.resources, ray_capacity(LOCAL), plan.ray_autoscaler)
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:

@@ -131,6 +131,10 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
                      p.STEP: reporter.last_step})  # fmt: skip
         return
     finally:
+        # A trial the scheduler stops leaves through SystemExit from tune.report; that
+        # exception's traceback still holds the objective's frames (model, optimizer), so
+        # they are cleared first, or the memory would stay held until the next trial ends.
+        _clear_frames(sys.exc_info()[1])
         release_memory()
     tune.report(
         {**final, p.STEP: max(reporter.last_step, 1), p.RESULT_STATE: p.Outcome.COMPLETE.value}
@@ -158,6 +162,12 @@ def _objective(spec: dict[str, Any] | Objective) -> Objective:
     if key not in _objectives:
         _objectives[key] = instantiate(spec, "objective")
     return _objectives[key]
+
+
+def _clear_frames(exc: BaseException | None) -> None:
+    """Drop the locals of the finished frames an exception in flight still refers to."""
+    if exc is not None and exc.__traceback__ is not None:
+        traceback.clear_frames(exc.__traceback__)
 
 
 def release_memory() -> None:

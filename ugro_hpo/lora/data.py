@@ -81,6 +81,12 @@ class TextSource(ABC):
             train[i] for i in sorted(eval_ids)
         ]
 
+    def check(self) -> None:
+        """On the driver, before any trial: the documents load and split (a missing split or
+        field is one line now, not a failure in every trial; a hub download lands in the
+        cache once, instead of in every trial at the same time)."""
+        self.split()
+
     def blocks(self, tokenizer: Any) -> TokenBlocks:
         """Tokenised blocks (cached per tokenizer in this process)."""
         key = f"{getattr(tokenizer, 'name_or_path', '')}:{len(tokenizer)}"
@@ -179,9 +185,13 @@ class HubDataset(TextSource):
         import datasets
 
         local = Path(self.path).expanduser()
-        if local.is_dir():
-            return datasets.load_from_disk(str(local))
-        return datasets.load_dataset(self.path, self.config_name)
+        try:
+            if local.is_dir():
+                return datasets.load_from_disk(str(local))
+            return datasets.load_dataset(self.path, self.config_name)
+        except (OSError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"dataset.path: cannot load {self.path!r} ({first})") from None
 
     def documents(self) -> tuple[list[str], list[str] | None]:
         loaded = self._load()

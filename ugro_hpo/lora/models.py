@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,17 @@ from ugro_hpo.errors import ConfigError
 log = logging.getLogger(__name__)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 QUANTIZATIONS = (None, "4bit", "8bit")
+_BNB_NAME = re.compile(r"bnb[-_.]?([48])[-_.]?bit", re.IGNORECASE)
+
+
+def half_dtype() -> Any:
+    """bf16 on GPUs that compute in it (Ampere and later), else fp16 (with loss scaling): a GPU
+    that only emulates bf16 is slower in it than in fp32."""
+    import torch
+
+    return (
+        torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+    )
 
 
 def quiet_transformers() -> None:
@@ -70,16 +82,26 @@ class PretrainedModel:
         """The model id reported to trackers."""
         return self.name_or_path
 
+    @property
+    def gpu_only(self) -> str | None:
+        """Why this model cannot run without a CUDA GPU, read from its settings and name alone
+        (``unsloth/tinyllama-bnb-4bit`` is stored in 4 bits), or None."""
+        if self.quantization:
+            return f"model.quantization={self.quantization} (bitsandbytes) needs a CUDA GPU"
+        match = _BNB_NAME.search(self.name_or_path)
+        if match:
+            return f"model {self.name_or_path} is stored in {match.group(1)} bits (bitsandbytes) and needs a CUDA GPU"
+        return None
+
     def prepare(self, gpu: float) -> None:
-        """Driver-side check before any trial: the model exists, and 4-bit has a GPU to run on."""
-        if self.quantization and gpu <= 0:
-            raise ConfigError(
-                f"model.quantization={self.quantization} needs a CUDA GPU: set resources.gpu (e.g. 0.5)"
-            )
+        """Driver-side check before any trial: the model exists, and one stored quantised (its
+        config says so) has a GPU to run on."""
+        if self.gpu_only and gpu <= 0:
+            raise ConfigError(f"{self.gpu_only}; set resources.gpu=1 on a machine with a GPU")
         from transformers import AutoConfig
 
         try:
-            AutoConfig.from_pretrained(
+            config = AutoConfig.from_pretrained(
                 self.name_or_path, revision=self.revision, trust_remote_code=self.trust_remote_code
             )
         except (OSError, ValueError) as exc:
@@ -87,16 +109,35 @@ class PretrainedModel:
             raise ConfigError(
                 f"model.name_or_path: cannot load {self.name_or_path!r} ({first})"
             ) from None
+        quantized = getattr(config, "quantization_config", None)
+        if quantized and gpu <= 0:
+            method = (
+                quantized.get("quant_method") if isinstance(quantized, dict) else None
+            ) or getattr(quantized, "quant_method", "quantised")
+            raise ConfigError(
+                f"model {self.name_or_path} is stored quantised ({method}) and needs a CUDA "
+                "GPU; set resources.gpu=1 on a machine with a GPU"
+            )
 
     def torch_dtype(self, device: str) -> Any:
-        """The weights' dtype: float32 on CPU; bf16 where the GPU has it, else fp16."""
+        """The weights' dtype: float32 on CPU; on a GPU bf16 where it computes in bf16, else fp16."""
         import torch
 
         if self.dtype != "auto":
             return getattr(torch, self.dtype)
         if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return half_dtype()
         return torch.float32
+
+    def amp_dtype(self, device: str) -> Any:
+        """What autocast computes in on a GPU: the weights' half dtype (none for float32
+        weights asked for explicitly), and none on CPU."""
+        import torch
+
+        weights = self.torch_dtype(device)
+        if not device.startswith("cuda") or weights == torch.float32:
+            return None
+        return weights
 
     def load(self, device: str) -> tuple[Any, Any]:
         """Model (on ``device``, ready for k-bit training or gradient checkpointing) and tokenizer."""
@@ -136,7 +177,9 @@ class PretrainedModel:
             from peft import prepare_model_for_kbit_training
 
             model = prepare_model_for_kbit_training(
-                model, use_gradient_checkpointing=self.gradient_checkpointing
+                model,
+                use_gradient_checkpointing=self.gradient_checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False},
             )
         elif self.gradient_checkpointing:
             model.gradient_checkpointing_enable(
@@ -198,6 +241,11 @@ class TinyLlama(PretrainedModel):
     @property
     def path(self) -> Path:
         return Path(self.name_or_path)
+
+    def amp_dtype(self, device: str) -> Any:
+        """Tiny weights stay float32 (as mixed-precision training keeps its master weights), and
+        on a GPU the steps run under autocast, with loss scaling in fp16, as a 7B model's do."""
+        return half_dtype() if device.startswith("cuda") else None
 
     def prepare(self, gpu: float) -> None:
         """Build, pre-train and save the model once; later calls find it in the cache."""

@@ -57,6 +57,10 @@ class Objective(ABC):
     reports_every_metric: bool = True
     """Does each intermediate report carry every objective's metric? (A Hydra app may report
     only some, or none, and return them all at the end.)"""
+    uses_gpu: bool = False
+    """Does it train on a GPU when given one? ``resources.gpu: auto`` gives a GPU only then."""
+    gpu_only: str | None = None
+    """Why it cannot run without a GPU at all (a 4-bit model), or None."""
 
     def check(self, space: SearchSpace) -> None:
         """Refuse a search space that names a knob or metric this objective does not have."""

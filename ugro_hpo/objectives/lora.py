@@ -30,6 +30,7 @@ class LoraObjective(Objective):
     name = "lora"
     parameters = Hyperparameters.names()
     metrics = frozenset({"eval_loss", "eval_perplexity", "train_loss"})
+    uses_gpu = True
 
     def __init__(
         self,
@@ -49,6 +50,7 @@ class LoraObjective(Objective):
             )
         self.model = model
         self.dataset = dataset
+        self.gpu_only = model.gpu_only  # a quantised model cannot run without a GPU
         self.fixed = dict(fixed or {})
         Hyperparameters.from_values(self.fixed)  # a typo in objective.fixed fails at start-up
         self.save_adapter = bool(save_adapter)
@@ -77,8 +79,10 @@ class LoraObjective(Objective):
         return {"objective": self.name, "model": self.model.name, "dataset": self.dataset.name}
 
     def prepare(self, resources: Mapping[str, float]) -> None:
-        """Build or check the base model once, on the driver, before any trial."""
+        """Build or check the base model and load the dataset once, on the driver, before any
+        trial."""
         self.model.prepare(gpu=float(resources.get("gpu", 0)))
+        self.dataset.check()
 
     def __call__(
         self, params: dict[str, Any], report: ReportFn, context: TrialContext
@@ -92,28 +96,50 @@ class LoraObjective(Objective):
         if "target_modules" not in values and context.metadata.get("target_modules"):
             values["target_modules"] = context.metadata["target_modules"]
         hp = Hyperparameters.from_values(values)
-        device = (
-            "cuda" if context.resources.get("gpu", 0) > 0 and torch.cuda.is_available() else "cpu"
-        )
-        if device == "cpu":
-            torch.set_num_threads(max(1, int(context.resources.get("cpu", 1))))
+        device = trial_device(context.resources)
         torch.manual_seed(context.seed)
 
         base, tokenizer = self.model.load(device)
         blocks = self.dataset.blocks(tokenizer)
         model = get_peft_model(base, lora_config(hp, self.model.target_modules))
-        dtype = self.model.torch_dtype(device)
         run = TrainingRun(
             blocks=blocks,
             max_steps=context.max_steps,
             evaluation_steps=context.evaluation_steps(),
             seed=context.seed,
             device=device,
-            amp_dtype=dtype if device == "cuda" and dtype != torch.float32 else None,
+            amp_dtype=self.model.amp_dtype(device),
         )
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
         metrics = train(model, hp, run, report)
+        if device == "cuda":  # what a trial needs, to decide how many share a card
+            metrics["gpu_memory_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
         if self.save_adapter:
             from ugro_hpo.lora.adapters import save_adapter
 
             save_adapter(model, context, metrics["eval_loss"], keep=self.keep_adapters)
         return metrics
+
+
+def trial_device(resources: Mapping[str, float]) -> str:
+    """``cuda`` when the trial was given a GPU, else ``cpu`` with one thread per CPU it was
+    given. A GPU asked for but not seen by CUDA (a driver older than the torch build, a
+    CPU-only torch) fails the trial loudly instead of training on the CPU unnoticed. A trial
+    given a fraction of a GPU may allocate only that fraction of its memory, so trials
+    sharing a card cannot starve each other."""
+    import torch
+
+    gpu = float(resources.get("gpu", 0))
+    if gpu <= 0:
+        torch.set_num_threads(max(1, int(resources.get("cpu", 1))))
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise RuntimeError(
+            f"resources.gpu={gpu:g} but this worker sees no CUDA device (torch "
+            f"{torch.__version__}, CUDA {torch.version.cuda or 'none'}): check the NVIDIA driver "
+            "and the torch build, or set resources.gpu=0"
+        )
+    if gpu < 1:
+        torch.cuda.set_per_process_memory_fraction(gpu)
+    return "cuda"

@@ -145,6 +145,7 @@ class HydraSweep:
                 cfg.storage = f"sqlite:///{sweep_dir / 'optuna.db'}"
             cfg.ray.address = (s.get("ray") or {}).get("address")
             cfg.ray.num_cpus = (s.get("ray") or {}).get("num_cpus")
+            cfg.ray.autoscaler = bool((s.get("ray") or {}).get("autoscaler", False))
             for key, value in (s.get("resources") or {}).items():
                 cfg.resources[key] = value
             cfg.search = sampler
@@ -158,7 +159,7 @@ class HydraSweep:
 SWEEPER_KEYS = {"n_trials": "n_trials", "parallel_jobs": "n_jobs", "max_steps": "max_steps",
                 "eval_every": "grace_period", "storage": "storage", "study_name": "study_name",
                 "search": "sampler", "seed": "sampler.seed", "resources": "resources",
-                "ray.address": "ray.address"}  # fmt: skip
+                "ray.address": "ray.address", "ray.autoscaler": "ray.autoscaler"}  # fmt: skip
 
 
 def _in_sweeper_terms(message: str) -> str:

@@ -1,0 +1,151 @@
+"""What one trial gets: ``resources.gpu: auto`` decided, and a request no node can meet refused.
+
+Ray places a trial only on a node with the CPUs and GPUs it asks for, and when no node has
+them it waits for ever (warning every minute), so a typo such as ``resources.gpu=1`` on a
+laptop used to look like a hung study. The capacity is read where the trials will run: this
+machine's CPUs and NVIDIA devices before a local Ray is started (no Ray start to learn that a
+request is impossible), or each live node of the Ray cluster once joined. A cluster that adds
+nodes on demand (``ray.autoscaler=true``) may grow into a request, so it is not refused there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ugro_hpo.errors import ConfigError
+
+AUTO = "auto"
+LOCAL = "this machine"
+_DEVICE_NODE = re.compile(r"nvidia(\d+)")
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """The CPUs and GPUs of each node the trials can run on, and where that was read."""
+
+    nodes: tuple[tuple[float, float], ...]  # (cpus, gpus) per node
+    where: str
+
+    @property
+    def gpus(self) -> float:
+        return sum(gpus for _, gpus in self.nodes)
+
+    def fits(self, cpu: float, gpu: float) -> bool:
+        return any(cpus >= cpu and gpus >= gpu for cpus, gpus in self.nodes)
+
+    def describe(self) -> str:
+        cpus = sum(cpus for cpus, _ in self.nodes)
+        count = len(self.nodes)
+        nodes = f" on {count} nodes" if count > 1 else ""
+        return f"{self.where} has {cpus:g} CPUs and {self.gpus:g} GPUs{nodes}"
+
+
+def local_gpu_count(devices: Path = Path("/dev"), env: Mapping[str, str] | None = None) -> int:
+    """NVIDIA GPUs this process may use: the driver's device nodes (``/dev/nvidia0``, ...),
+    narrowed by ``CUDA_VISIBLE_DEVICES`` as CUDA and Ray narrow them. Reading a directory
+    costs nothing, where importing torch to ask CUDA costs seconds."""
+    env = os.environ if env is None else env
+    try:
+        physical = sum(1 for p in devices.iterdir() if _DEVICE_NODE.fullmatch(p.name))
+    except OSError:
+        physical = 0
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return physical
+    ids = [i for i in visible.split(",") if i.strip()]
+    if not ids or ids[0].strip().startswith("-"):
+        return 0  # "" or "-1": CUDA shows no device
+    return min(len(ids), physical)
+
+
+def local_capacity(num_cpus: int | None) -> Capacity:
+    """This machine, as a Ray started here will see it."""
+    cpus = float(num_cpus) if num_cpus else float(os.cpu_count() or 1)
+    return Capacity(((cpus, float(local_gpu_count())),), LOCAL)
+
+
+def ray_capacity(where: str) -> Capacity:
+    """Every live node of the Ray cluster this process has joined."""
+    import ray
+
+    nodes = tuple(
+        (float(n["Resources"].get("CPU", 0)), float(n["Resources"].get("GPU", 0)))
+        for n in ray.nodes()
+        if n.get("Alive")
+    )
+    return Capacity(nodes, where)
+
+
+def placement_capacity(plan: Any) -> Capacity:
+    """Where the trials will run: the Ray this process already uses, the cluster at
+    ``ray.address`` (joined now), or this machine, read without starting Ray."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return ray_capacity("the Ray instance this process uses")
+    if plan.ray_address:
+        from ugro_hpo.execution.launcher import ensure_ray
+
+        ensure_ray(plan)  # a cluster that cannot be joined fails here, before anything is written
+        return ray_capacity(f"the Ray cluster at {plan.ray_address}")
+    return local_capacity(plan.ray_num_cpus)
+
+
+def settle(plan: Any, capacity: Capacity, autoscaler: bool = False) -> Any:
+    """The plan with ``resources.gpu`` decided and checked against ``capacity``.
+
+    ``auto`` gives each trial one GPU when there are GPUs and the objective can use one (LoRA
+    training can; a synthetic benchmark cannot), else none.
+    """
+    resources = dict(plan.resources)
+    uses_gpu = bool(getattr(plan.checked_objective, "uses_gpu", False))
+    reason = ""
+    if plan.gpu_auto:
+        if not uses_gpu:
+            resources["gpu"], reason = 0.0, "auto: this objective does not use a GPU"
+        elif capacity.gpus > 0:
+            resources["gpu"], reason = 1.0, f"auto: {capacity.describe()}"
+        else:
+            resources["gpu"], reason = 0.0, f"auto: {capacity.describe()}"
+    needs = getattr(plan.checked_objective, "gpu_only", None)
+    if needs and resources["gpu"] <= 0:
+        why = reason or "resources.gpu=0"
+        raise ConfigError(
+            f"{needs}, and trials get no GPU ({why}); run it where there is one "
+            "(resources.gpu=auto or 1), or choose a model that is not quantised"
+        )
+    check_placeable(resources, capacity, autoscaler)
+    config = {**plan.config, "resources": {**(plan.config.get("resources") or {}), **resources}}
+    return replace(plan, resources=resources, resources_reason=reason, config=config)
+
+
+def check_placeable(resources: Mapping[str, float], capacity: Capacity, autoscaler: bool) -> None:
+    """A one-line error when no node has what one trial asks for (Ray would wait for ever)."""
+    if not autoscaler and not capacity.fits(resources["cpu"], resources["gpu"]):
+        raise ConfigError(_unplaceable(resources, capacity))
+
+
+def _unplaceable(resources: Mapping[str, float], capacity: Capacity) -> str:
+    cpu, gpu = resources["cpu"], resources["gpu"]
+    largest_cpus = max((cpus for cpus, _ in capacity.nodes), default=0.0)
+    if gpu > 0 and capacity.gpus == 0:
+        fix = "set resources.gpu=0 (or auto), or join a cluster with GPUs (ray.address=...)"
+        key = f"resources.gpu={gpu:g}"
+    elif cpu > largest_cpus:
+        fix = f"set resources.cpu to at most {largest_cpus:g}"
+        key = f"resources.cpu={cpu:g}"
+    else:
+        fix = "lower resources.cpu or resources.gpu"
+        key = f"resources.cpu={cpu:g}, resources.gpu={gpu:g}"
+    if capacity.where != LOCAL:
+        fix += " (or ray.autoscaler=true if the cluster adds nodes on demand)"
+    return (
+        f"{key}: no node can run a trial that asks for {cpu:g} cpu and {gpu:g} gpu "
+        f"({capacity.describe()}); {fix}"
+    )
