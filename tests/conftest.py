@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -24,6 +26,48 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 os.environ.setdefault("UGRO_TEST_MARKERS", tempfile.mkdtemp(prefix="ugro-test-markers-"))
 sys.path.insert(0, str(FIXTURES))
+
+
+def gpu_tests_asked(markexpr: str) -> bool:
+    """Did ``-m`` select gpu tests (``gpu``, ``gpu and not slow``) rather than exclude them
+    (the default ``not slow and not gpu``)?"""
+    tokens = re.findall(r"\w+|\(", markexpr)
+    for i, token in enumerate(tokens):
+        if token == "gpu":
+            before = [t for t in tokens[:i] if t != "("]
+            if not before or before[-1] != "not":
+                return True
+    return False
+
+
+@functools.cache
+def why_no_cuda() -> str | None:
+    """Why these tests cannot have a CUDA device, or None when they can (torch is imported
+    only when a gpu test is about to run)."""
+    try:
+        import torch
+    except ImportError as exc:
+        return f"torch cannot be imported ({exc})"
+    if torch.cuda.is_available():
+        return None
+    build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+    return f"torch {torch.__version__} ({build}) sees no CUDA device"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A gpu test without CUDA: skipped when it merely came along, but an error when the
+    command asked for gpu tests (`-m gpu` on a machine without a GPU must not pass as green).
+    It fails at set-up, not at collection, so `-m gpu --collect-only` still lists them."""
+    if item.get_closest_marker("gpu") is None:
+        return
+    why = why_no_cuda()
+    if why is None:
+        return
+    if gpu_tests_asked(item.config.option.markexpr or ""):
+        pytest.fail(f"-m gpu asked but CUDA is not available: {why}", pytrace=False)
+    pytest.skip(f"needs a CUDA device: {why}")
+
 
 QUICK = [
     "objective=synthetic",

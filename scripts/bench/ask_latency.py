@@ -43,7 +43,7 @@ def timed_proposals() -> list[tuple[int, float]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--trials", type=int, default=300)
     parser.add_argument("--parallel", type=int, default=2)
     args = parser.parse_args()

@@ -57,7 +57,7 @@ def study(scheduler: str, args: argparse.Namespace, scratch: Path) -> dict[str, 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--trials", type=int, default=36)
     parser.add_argument("--max-steps", type=int, default=40)
     parser.add_argument("--eval-every", type=int, default=5)

@@ -83,7 +83,7 @@ def measure(command: Callable[[int, Path], list[str]], n: int, repeats: int) -> 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument(
         "--repeats", type=int, default=3, help="pairs of runs of each command; the median counts"

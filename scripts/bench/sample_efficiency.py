@@ -133,7 +133,7 @@ def plot(curves: dict[str, dict[str, list[float]]], targets: dict[str, float], p
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--branin-trials", type=int, default=40)

@@ -32,7 +32,7 @@ MARGIN_S = 1.0
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}

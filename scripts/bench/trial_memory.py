@@ -117,7 +117,7 @@ def measured(*args: str) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--part", choices=["bare", "bare-in-ray", "trial"], help=argparse.SUPPRESS)
     args = parser.parse_args()
