@@ -242,7 +242,8 @@ def train(
     stream = BatchStream(run.blocks.train, hp.batch_size, run.seed)
     evaluations = set(run.evaluation_steps)
     best: dict[str, float] | None = None
-    since_best, train_sum, train_count, tokens = 0, 0.0, 0, 0
+    since_best, train_count, tokens = 0, 0, 0
+    train_sum: Any = 0.0  # a tensor once training starts
     train_seconds = 0.0
     model.train()
     for step in range(1, run.max_steps + 1):
@@ -252,7 +253,9 @@ def train(
             with _autocast(run.device, run.amp_dtype):
                 loss = model(input_ids=batch, labels=batch).loss / hp.gradient_accumulation_steps
             (scaler.scale(loss) if scaler else loss).backward()
-            train_sum += float(loss.detach()) * hp.gradient_accumulation_steps
+            # Summed on the device and read at evaluations: reading it every step would make
+            # the CPU wait for the GPU at every step.
+            train_sum = train_sum + loss.detach().float() * hp.gradient_accumulation_steps
             train_count += 1
             tokens += batch.numel()
         if scaler:
@@ -273,7 +276,7 @@ def train(
         metrics = {
             "eval_loss": eval_loss,
             "eval_perplexity": math.exp(min(eval_loss, 50.0)),
-            "train_loss": train_sum / max(train_count, 1),
+            "train_loss": float(train_sum) / max(train_count, 1),
         }
         train_sum, train_count = 0.0, 0
         report(step, **metrics)
