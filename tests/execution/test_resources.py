@@ -159,3 +159,26 @@ def test_on_a_cluster_with_gpus_the_guide_s_command_plans_one_gpu_per_trial(
     assert too_many.returncode == 2
     assert "resources.gpu=4: no node can run a trial" in too_many.stderr
     assert "ray.autoscaler=true" in too_many.stderr
+
+
+def test_a_model_larger_than_a_trial_s_share_of_the_gpu_is_a_warning_in_the_plan(
+    compose, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    card = Capacity(((16.0, 1.0),), LOCAL, gpu_memory_gib=24.0)
+    squeezed = plan_of(compose, tmp_path, "model=llama2_7b", "resources.gpu=0.25")
+    with caplog.at_level("WARNING", logger="ugro_hpo.execution.resources"):
+        settled = settle(squeezed, card)
+    warning = (
+        "the model's weights need about 13.0 GiB but a trial gets 6.0 GiB (0.25 of a 24 GiB GPU)"
+    )
+    assert warning in settled.resources_reason and warning in caplog.text
+    assert (
+        settle(
+            plan_of(compose, tmp_path, "model=llama2_7b", "resources.gpu=1"), card
+        ).resources_reason
+        == ""
+    )
+    four_bit = plan_of(
+        compose, tmp_path, "model=llama2_7b", "model.quantization=4bit", "resources.gpu=0.25"
+    )
+    assert settle(four_bit, card).resources_reason == ""  # 3.3 GiB in 4 bits fits its 6 GiB

@@ -10,6 +10,7 @@ nodes on demand (``ray.autoscaler=true``) may grow into a request, so it is not 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from typing import Any
 
 from ugro_hpo.errors import ConfigError
 
+log = logging.getLogger(__name__)
 AUTO = "auto"
 LOCAL = "this machine"
 _DEVICE_NODE = re.compile(r"nvidia(\d+)")
@@ -30,6 +32,7 @@ class Capacity:
 
     nodes: tuple[tuple[float, float], ...]  # (cpus, gpus) per node
     where: str
+    gpu_memory_gib: float | None = None  # the smallest GPU's memory, where it can be read
 
     @property
     def gpus(self) -> float:
@@ -66,7 +69,24 @@ def local_gpu_count(devices: Path = Path("/dev"), env: Mapping[str, str] | None 
 def local_capacity(num_cpus: int | None) -> Capacity:
     """This machine, as a Ray started here will see it."""
     cpus = float(num_cpus) if num_cpus else float(os.cpu_count() or 1)
-    return Capacity(((cpus, float(local_gpu_count())),), LOCAL)
+    gpus = local_gpu_count()
+    return Capacity(((cpus, float(gpus)),), LOCAL, local_gpu_memory_gib() if gpus else None)
+
+
+def local_gpu_memory_gib() -> float | None:
+    """The smallest local GPU's memory, from ``nvidia-smi`` (None where it cannot be read)."""
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return None
+    try:
+        out = subprocess.run([smi, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout  # fmt: skip
+        return min(float(line) for line in out.split()) / 1024
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
 
 
 def ray_capacity(where: str) -> Capacity:
@@ -121,8 +141,26 @@ def settle(plan: Any, capacity: Capacity, autoscaler: bool = False) -> Any:
             "(resources.gpu=auto or 1), or choose a model that is not quantised"
         )
     check_placeable(resources, capacity, autoscaler)
+    warning = _memory_warning(plan.checked_objective, resources["gpu"], capacity.gpu_memory_gib)
+    if warning:
+        log.warning("%s", warning)
+        reason = f"{reason}; {warning}" if reason else warning
     config = {**plan.config, "resources": {**(plan.config.get("resources") or {}), **resources}}
     return replace(plan, resources=resources, resources_reason=reason, config=config)
+
+
+def _memory_warning(objective: Any, gpu: float, card_gib: float | None) -> str | None:
+    """A model whose weights alone exceed the GPU memory a trial gets (its share of the card)."""
+    needs = getattr(objective, "gpu_memory_gib", None)
+    if not needs or gpu <= 0 or not card_gib:
+        return None
+    share = card_gib * min(gpu, 1.0)
+    if needs <= share:
+        return None
+    return (
+        f"warning: the model's weights need about {needs:.1f} GiB but a trial gets "
+        f"{share:.1f} GiB ({min(gpu, 1.0):g} of a {card_gib:.0f} GiB GPU); raise resources.gpu"
+    )
 
 
 def check_placeable(resources: Mapping[str, float], capacity: Capacity, autoscaler: bool) -> None:

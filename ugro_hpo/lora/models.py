@@ -22,6 +22,7 @@ from ugro_hpo.errors import ConfigError
 log = logging.getLogger(__name__)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 QUANTIZATIONS = (None, "4bit", "8bit")
+_SIZE_NAME = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)([bBmM])(?![a-zA-Z])")
 _BNB_NAME = re.compile(r"bnb[-_.]?([48])[-_.]?bit", re.IGNORECASE)
 
 
@@ -92,6 +93,19 @@ class PretrainedModel:
         if match:
             return f"model {self.name_or_path} is stored in {match.group(1)} bits (bitsandbytes) and needs a CUDA GPU"
         return None
+
+    @property
+    def gpu_memory_gib(self) -> float | None:
+        """The weights' size on a GPU, from the size in the model's name (``Llama-2-7b``,
+        ``Qwen2.5-0.5B``); None when the name does not say."""
+        match = _SIZE_NAME.search(self.name_or_path.rsplit("/", 1)[-1])
+        if not match:
+            return None
+        params = float(match.group(1)) * (1e9 if match.group(2).lower() == "b" else 1e6)
+        per_param = {"4bit": 0.5, "8bit": 1.0}.get(self.quantization or "", 2.0)
+        if self.dtype == "float32":
+            per_param = 4.0
+        return params * per_param / 2**30
 
     def prepare(self, gpu: float) -> None:
         """Driver-side check before any trial: the model exists, and one stored quantised (its

@@ -61,6 +61,8 @@ class Objective(ABC):
     """Does it train on a GPU when given one? ``resources.gpu: auto`` gives a GPU only then."""
     gpu_only: str | None = None
     """Why it cannot run without a GPU at all (a 4-bit model), or None."""
+    gpu_memory_gib: float | None = None
+    """GPU memory its weights alone need (a warning when a trial's share is smaller), or None."""
 
     def check(self, space: SearchSpace) -> None:
         """Refuse a search space that names a knob or metric this objective does not have."""

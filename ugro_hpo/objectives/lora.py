@@ -51,6 +51,7 @@ class LoraObjective(Objective):
         self.model = model
         self.dataset = dataset
         self.gpu_only = model.gpu_only  # a quantised model cannot run without a GPU
+        self.gpu_memory_gib = model.gpu_memory_gib  # its weights' size, when its name says
         self.fixed = dict(fixed or {})
         Hyperparameters.from_values(self.fixed)  # a typo in objective.fixed fails at start-up
         self.save_adapter = bool(save_adapter)
