@@ -5,6 +5,7 @@ NVIDIA driver lays it out, and a real Ray head that declares GPUs."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,21 @@ def test_a_model_larger_than_a_trial_s_share_of_the_gpu_is_a_warning_in_the_plan
         compose, tmp_path, "model=llama2_7b", "model.quantization=4bit", "resources.gpu=0.25"
     )
     assert settle(four_bit, card).resources_reason == ""  # 3.3 GiB in 4 bits fits its 6 GiB
+
+
+def test_without_device_nodes_the_gpus_nvidia_smi_lists_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if local_gpu_count():
+        pytest.skip("this machine has a GPU")
+    smi = tmp_path / "bin" / "nvidia-smi"  # what a container without /dev/nvidia* nodes shows
+    smi.parent.mkdir()
+    smi.write_text(
+        "#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-1)'\necho 'GPU 1: NVIDIA H200 (UUID: GPU-2)'\n"
+    )
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{smi.parent}:{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert local_gpu_count() == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert local_gpu_count() == 1

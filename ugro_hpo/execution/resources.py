@@ -57,6 +57,8 @@ def local_gpu_count(devices: Path = Path("/dev"), env: Mapping[str, str] | None 
         physical = sum(1 for p in devices.iterdir() if _DEVICE_NODE.fullmatch(p.name))
     except OSError:
         physical = 0
+    if physical == 0 and devices == Path("/dev"):
+        physical = _nvidia_smi_count()  # a container may show the GPUs without their nodes
     visible = env.get("CUDA_VISIBLE_DEVICES")
     if visible is None:
         return physical
@@ -64,6 +66,21 @@ def local_gpu_count(devices: Path = Path("/dev"), env: Mapping[str, str] | None 
     if not ids or ids[0].strip().startswith("-"):
         return 0  # "" or "-1": CUDA shows no device
     return min(len(ids), physical)
+
+
+def _nvidia_smi_count() -> int:
+    """GPUs ``nvidia-smi -L`` lists (0 without it): asked only when /dev shows none."""
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return 0
+    try:
+        listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in listed.splitlines() if line.startswith("GPU "))
 
 
 def local_capacity(num_cpus: int | None) -> Capacity:
