@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState, create_trial
@@ -64,3 +70,34 @@ def test_a_terminal_gets_a_redrawn_line_and_a_log_gets_lines(caplog) -> None:  #
 
 def test_clock() -> None:
     assert (clock(5), clock(75), clock(3700)) == ("00:05", "01:15", "1:01:40")
+
+
+def test_a_log_gets_a_progress_line_every_interval_while_no_trial_reports(
+    tmp_path: Path, ray_address: str
+) -> None:
+    release = Path(os.environ["UGRO_TEST_MARKERS"], "release")
+    release.unlink(missing_ok=True)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "ugro_hpo", "objective=custom", "objective.fn=fixture_objectives:waits_for_release",
+         "search_space=quadratic", "tracking=none", "n_trials=1", "parallel_jobs=1", "progress_interval_s=1",
+         f"ray.address={ray_address}"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    give_up = threading.Timer(240, release.touch)  # without ticking lines the test ends, failing
+    give_up.start()
+    try:
+        assert driver.stderr is not None
+        waiting = 0
+        for line in driver.stderr:  # the trial is held: only a ticking clock can add lines
+            waiting += "progress: 0/1 done" in line and "| 1 running" in line
+            if waiting == 3:
+                break
+        release.touch()
+        driver.communicate(timeout=300)
+    finally:
+        give_up.cancel()
+        release.unlink(missing_ok=True)
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    assert waiting == 3 and driver.returncode == 0

@@ -176,7 +176,7 @@ def build_plan(cfg: Any, run_dir: str | Path, objective: Any = None) -> Plan:
         max_consecutive_failures=_integer(data, "max_consecutive_failures", minimum=0),
         trial_timeout_s=_seconds(data, "trial_timeout_s"),
         time_budget_s=_seconds(data, "time_budget_s"),
-        progress_interval_s=_seconds(data, "progress_interval_s") or 30.0,
+        progress_interval_s=_seconds(data, "progress_interval_s") or 25.0,
         report=bool(data.get("report", True)),
         config=data,
         checked_objective=checked_objective,

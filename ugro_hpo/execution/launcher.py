@@ -267,7 +267,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
     )
     started = time.time()
     try:
-        with watch, Heartbeat(searcher.heartbeat, HEARTBEAT_S):
+        with watch, Heartbeat(searcher.heartbeat, HEARTBEAT_S), Heartbeat(progress.tick, 1.0):
             tuner.fit()
     finally:
         progress.close()

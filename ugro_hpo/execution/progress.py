@@ -2,8 +2,9 @@
 
 Counts come from the trials as they finish (the same stored trials the summary reads) and as
 they start, both told by the searcher. In a terminal the line is redrawn about twice a second;
-when output goes to a file or CI log, a plain line is logged every ``interval_s`` seconds (and
-once at the end), so a log stays short but always says where the study is.
+when output goes to a file or CI log, a plain line is logged every ``interval_s`` seconds,
+whether or not a trial reported meanwhile (and once at the end), so a log stays short but
+always says where the study is.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
@@ -57,6 +59,7 @@ class Progress:
         self.terminal = bool(getattr(self.stream, "isatty", lambda: False)())
         self._last_render = 0.0
         self._last_text = ""
+        self._lock = threading.Lock()  # a ticking thread renders too (see `tick`)
         for trial in existing or []:
             self._count(trial)
 
@@ -114,7 +117,16 @@ class Progress:
             parts.append(f"ETA {clock(elapsed / self.finished_here * remaining)}")
         return " | ".join(parts)
 
+    def tick(self) -> None:
+        """Called every second by a thread of the launcher: a line is due even when no trial
+        reported for a while (a slow first evaluation must not look like a hang)."""
+        self.render()
+
     def render(self, force: bool = False) -> None:
+        with self._lock:
+            self._render(force)
+
+    def _render(self, force: bool) -> None:
         now = time.monotonic()
         every = TERMINAL_REFRESH_S if self.terminal else self.interval_s
         if not force and now - self._last_render < every:
