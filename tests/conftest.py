@@ -194,3 +194,26 @@ def postgres_url() -> str:
     except Exception as exc:
         pytest.skip(f"PostgreSQL at UGRO_TEST_POSTGRES_URL is not reachable: {type(exc).__name__}")
     return url
+
+
+def stored_trials_while_running(db: Path, study_name: str) -> list[Any]:
+    """The trials of a study a driver is writing to SQLite right now; [] until the driver has
+    finished creating Optuna's schema. Opening the database with Optuna earlier would make this
+    reader create the schema too, and one of the two creators fails on a duplicate row."""
+    import sqlite3
+
+    import optuna
+
+    if not db.is_file():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+            stamped = connection.execute("select count(*) from alembic_version").fetchone()[0]
+    except sqlite3.Error:  # tables not there yet
+        return []
+    if not stamped:
+        return []
+    try:
+        return optuna.load_study(study_name=study_name, storage=f"sqlite:///{db}").trials
+    except KeyError:  # the study itself is not created yet
+        return []

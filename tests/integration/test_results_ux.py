@@ -18,7 +18,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import FIXTURES, run_cli
+from conftest import FIXTURES, run_cli, stored_trials_while_running
 
 from ugro_hpo.optimize.protocol import RAN, outcome_of
 
@@ -175,17 +175,8 @@ def start_driver(*args: str, cwd: Path, env: dict[str, str] | None = None) -> su
 
 
 def finished_in(db: Path) -> int:
-    """Trials of the watched study that ran; 0 until the driver has created its database (a
-    reader that comes too early would race the driver creating Optuna's tables)."""
-    import sqlalchemy
-
-    if not db.exists():
-        return 0
-    try:
-        study = optuna.load_study(study_name="watched", storage=f"sqlite:///{db}")
-    except (KeyError, sqlalchemy.exc.OperationalError):
-        return 0
-    return sum(outcome_of(t) in RAN for t in study.trials)  # an infeasible proposal never ran
+    """Trials of the watched study that ran (an infeasible proposal never ran)."""
+    return sum(outcome_of(t) in RAN for t in stored_trials_while_running(db, "watched"))
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from conftest import stored_trials_while_running
 
 from ugro_hpo.optimize.protocol import RAN, outcome_of
 
@@ -186,10 +187,4 @@ def test_killing_the_sweep_and_rerunning_it_finishes_the_same_study(
 
 
 def _ran(db: Path) -> int:
-    if not db.is_file():
-        return 0
-    try:
-        study = optuna.load_study(study_name="curves", storage=f"sqlite:///{db}")
-    except KeyError:  # not created yet
-        return 0
-    return sum(outcome_of(t) in RAN for t in study.trials)
+    return sum(outcome_of(t) in RAN for t in stored_trials_while_running(db, "curves"))
