@@ -20,7 +20,7 @@ import optuna
 import pytest
 from conftest import run_cli
 
-from ugro_hpo.optimize.protocol import RAN, outcome_of
+from ugro_hpo.optimize.protocol import RAN, TRIAL_ERROR, outcome_of
 
 pytestmark = pytest.mark.integration
 
@@ -231,6 +231,56 @@ def test_time_budget_ends_the_study_cleanly(study) -> None:
     assert result.status == "time_budget" and 0 < result.summary["finished"] <= 2
     assert result.summary["reason"] == "time_budget_s=8 reached"
     assert not [r for r in result.records if r.state == "running"]
+
+
+HANDOVER = ["objective=custom", "objective.fn=fixture_objectives:slow_to_stop", "search_space=quadratic",
+             "max_steps=3", "eval_every=1", "scheduler=asha", "n_trials=4", "parallel_jobs=1",
+             "tracking=none", "study_name=handover"]  # fmt: skip
+"""Every trial after the first is stopped at step 1 and takes 3 s to end; the next trial is
+handed its worker (actors are reused), so it must wait for that."""
+
+
+def outcomes(db: Path, name: str) -> Counter[str]:
+    return Counter(str(outcome_of(t)) for t in study_of(f"sqlite:///{db}", name).trials)
+
+
+def finish(driver: subprocess.Popen[str], timeout: float = 240) -> str:
+    """Wait for a driver we started; a study that never ends fails the test instead of hanging it."""
+    try:
+        _, stderr = driver.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop_group(driver)
+        raise AssertionError(f"the study did not end within {timeout:g} s") from None
+    finally:
+        stop_group(driver)
+    assert driver.returncode == 0, stderr[-3000:]
+    return stderr
+
+
+@pytest.mark.slow
+def test_a_worker_still_ending_its_stopped_trial_is_waited_for(
+    tmp_path: Path, ray_address: str
+) -> None:
+    """Ray Tune's own wait is 2 s; a trial given a worker still ending the last one would be lost."""
+    finish(start_driver(*HANDOVER, f"ray.address={ray_address}", cwd=tmp_path))
+    assert outcomes(tmp_path / "outputs" / "studies.db", "handover") == {"complete": 1, "pruned": 3}
+
+
+@pytest.mark.slow
+def test_a_trial_ray_tune_loses_is_stored_as_failed_and_the_study_goes_on(tmp_path: Path) -> None:
+    """With Ray Tune's wait set below the 3 s (a user's setting wins over ours), Tune ends the
+    next trial without telling the searcher; the study must not wait for it forever. Each lost
+    trial is failed and replaced (a failed trial does not count towards n_trials): the worker
+    goes with it, the next trial starts a fresh one and is stopped, the one after is lost."""
+    stderr = finish(
+        start_driver(*HANDOVER, cwd=tmp_path, env={"TUNE_FUNCTION_THREAD_TIMEOUT_S": "1"})
+    )
+    db = tmp_path / "outputs" / "studies.db"
+    assert outcomes(db, "handover") == {"complete": 1, "pruned": 3, "failed": 2}
+    for trial in study_of(f"sqlite:///{db}", "handover").trials:
+        if outcome_of(trial) == "failed":
+            assert "ended this trial before it started" in trial.user_attrs[TRIAL_ERROR]
+    assert "ended this trial before it started" in stderr
 
 
 @pytest.mark.slow

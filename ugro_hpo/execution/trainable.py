@@ -22,6 +22,7 @@ from typing import Any
 from ray import tune
 
 from ugro_hpo.config.components import instantiate
+from ugro_hpo.execution.lost_trials import allow_slow_handover
 from ugro_hpo.objectives.base import Objective, TrialContext
 from ugro_hpo.optimize import protocol as p
 from ugro_hpo.security.redaction import RedactingStream, SecretDigests
@@ -96,6 +97,7 @@ def checked_metrics(
 
 def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
     """Ray Tune function trainable; ``spec`` holds the study-level settings (see launcher)."""
+    allow_slow_handover()
     _scrub_output(spec["secret_digests"])
     extras = config.get(p.CONFIG_EXTRAS) or {}
     params = {k: v for k, v in config.items() if k != p.CONFIG_EXTRAS}
