@@ -3,8 +3,9 @@
 Ray is started here (or joined, with ``ray.address``) only when a study actually runs. Actors
 are reused across trials, which cuts Ray's per-trial overhead about tenfold; the trainable
 frees memory between trials so reuse is safe. The driver hears of trials through the searcher
-(progress, trackers, the failure streak) and ends the run through a stopper. Its one Ray
-callback guards against a trial Tune ends without telling the searcher (`lost_trials`).
+(progress, trackers, the failure streak) and ends the run through a stopper, so it registers
+no Ray callbacks of its own: only those a user configures are passed to Ray. The search
+algorithm Tune is given also fails a trial Tune drops without a word (`lost_trials`).
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from ugro_hpo.execution.lost_trials import LostTrialGuard
+    from ugro_hpo.execution.lost_trials import GuardedSearch
     from ugro_hpo.execution.progress import Progress
     from ugro_hpo.execution.run_control import FailureStreak, Heartbeat, InterruptWatch, RunStopper
     from ugro_hpo.execution.trainable import run_trial
@@ -247,13 +248,13 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
     stopper = RunStopper(
         lambda: streak.tripped or watch.interrupted.is_set() or searcher.unsatisfiable is not None
     )
-    # The limiter Tune would build from max_concurrent_trials, built here so that the guard
-    # reports a lost trial to it as Tune reports every other ending.
-    limiter = ConcurrencyLimiter(searcher, max_concurrent=plan.parallel_jobs)
+    # What Tune builds from a Searcher and max_concurrent_trials, built here so that a trial
+    # Tune drops is reported through the limiter like every other ending (see lost_trials).
+    search = GuardedSearch(ConcurrencyLimiter(searcher, max_concurrent=plan.parallel_jobs))
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=limiter,
+            search_alg=search,
             scheduler=components.scheduler,
             num_samples=-1,  # the searcher ends the study when n_trials have run
             reuse_actors=True,
@@ -263,7 +264,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
         run_config=tune.RunConfig(
             name=experiment,
             storage_path=str(plan.ray_dir),
-            callbacks=[LostTrialGuard(limiter, searcher.running), *components.callbacks],
+            callbacks=components.callbacks or None,
             stop=stopper,
             verbose=min(max(plan.verbose - 1, 0), 3),
             failure_config=tune.FailureConfig(max_failures=plan.max_failures),
