@@ -64,6 +64,7 @@ def run(
         return StudyResult(plan=plan, status="dry_run")
 
     from ugro_hpo.execution.launcher import build_components, run_trials, start_ray
+    from ugro_hpo.lazy import import_in_background
     from ugro_hpo.optimize.storage import open_storage, open_study, trials_that_ran
     from ugro_hpo.optimize.stored_study import remember_run
     from ugro_hpo.results.snapshot import log_file, write_config_snapshot
@@ -81,10 +82,17 @@ def run(
         log.info("continuing study %s: %d trials ran, target %d, %d to run, %d at a time (for a "
                  "new study: study_name=... or resume=false)", plan.study_name, ran, plan.n_trials,
                  plan.n_trials - ran, plan.parallel_jobs)  # fmt: skip
-    components = build_components(plan)
     objective = plan.checked_objective
     objective.prepare(plan.resources)
+    # While Ray starts (seconds spent mostly waiting for its processes), modules the study
+    # needs later are imported alongside: the database layer Optuna's storage loads on first
+    # use, and sklearn for the importances at the end. None of them is Ray's: Ray's own
+    # imports stay on this thread (importing one package on two threads can deadlock).
+    preload = import_in_background("sqlalchemy.orm", "alembic.migration", "alembic.command",
+                                   "optuna.importance", "sklearn.ensemble")  # fmt: skip
     start_ray(plan)  # a cluster that cannot be joined, or lacks what a trial asks for, fails here
+    preload.join()
+    components = build_components(plan)
     trackers = components.trackers
     trackers.connect()
     opened = open_study(plan, storage)  # opens (and creates) the database when not open yet
@@ -102,6 +110,7 @@ def run(
             return finish(plan, opened.reread(), time.time() - started, echo, trackers, outcome)
         finally:
             trackers.close()
+            opened.close()
 
 
 def _storage_exists(url: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -167,6 +168,29 @@ def test_ugro_sweep_runs_a_study_on_a_ugro_file(tmp_path: Path, ray_address: str
     summary = json.loads(summaries[0].read_text())
     assert summary["finished"] == 3 and summary["status"] == "complete"
     assert best.read_text().startswith("# best trial")
+
+
+@pytest.mark.slow
+def test_a_study_command_exits_with_its_code_and_leaves_the_database_whole(
+    tmp_path: Path, ray_address: str
+) -> None:
+    """The command skips Python's teardown at exit; the study's database must still be closed
+    (SQLite folds its write-ahead log into the file), so the file alone holds every trial."""
+    result = run_cli(
+        *QUICK, "n_trials=3", f"ray.address={ray_address}", "study_name=whole", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Study whole: complete" in result.stdout  # everything printed reached the pipe
+    db = tmp_path / "outputs" / "studies.db"
+    assert not db.with_name("studies.db-wal").exists()
+    with sqlite3.connect(f"file:{db}?immutable=1", uri=True) as reader:  # the file, nothing else
+        assert reader.execute(
+            "select count(*) from trials where state = 'COMPLETE'"
+        ).fetchone() == (3,)
+    stopped = run_cli("objective=custom", "objective.fn=fixture_objectives:always_fails", "search_space=quadratic",
+                      "tracking=none", "n_trials=2", "max_consecutive_failures=1", f"ray.address={ray_address}",
+                      cwd=tmp_path)  # fmt: skip
+    assert stopped.returncode == 3, stopped.stderr[-3000:]
 
 
 @pytest.mark.slow

@@ -21,7 +21,6 @@ from ugro_hpo.config.components import instantiate
 from ugro_hpo.config.plan import Plan, build_sampler
 from ugro_hpo.errors import UserError
 from ugro_hpo.execution.resources import LOCAL, check_placeable, ray_capacity
-from ugro_hpo.execution.run_control import RAY_SIGNAL_ENV
 from ugro_hpo.optimize import protocol as p
 from ugro_hpo.optimize.storage import OpenedStudy
 from ugro_hpo.tracking.hub import Trackers
@@ -36,7 +35,9 @@ RAY_ENV = {
     "RAY_DEDUP_LOGS": "1",
     # Trials keep the driver's working directory, so relative paths in a config still resolve.
     "RAY_CHDIR_TO_TRIAL_DIR": "0",
-    **RAY_SIGNAL_ENV,
+    # Ray Tune's own Ctrl-C handler stays off: run_control.InterruptWatch stops the run
+    # through the stopper.
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",
 }
 HUB_OFFLINE = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 # Ray loggers that speak of things we handle ourselves (result files we do not write, the

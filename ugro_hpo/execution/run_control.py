@@ -31,10 +31,8 @@ from ray.tune import Stopper
 from ugro_hpo.config.compose import PROGRAM
 
 log = logging.getLogger("ugro_hpo")
-RAY_SIGNAL_ENV = {"TUNE_DISABLE_SIGINT_HANDLER": "1"}
 SECOND_SIGNAL_MESSAGE = f"{PROGRAM}: error: interrupted again: exiting now; rerun the same command to continue the study\n"
 INTERRUPTED_EXIT_CODE = 130
-"""Ray Tune's own Ctrl-C handler stays off: `InterruptWatch` stops the run through the stopper."""
 
 
 class FailureStreak:

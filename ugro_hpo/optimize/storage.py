@@ -58,6 +58,11 @@ class OpenedStudy:
     """Can other drivers write to the study at the same time (a server database)? Only then
     can a trial commit after a later one, so only then do counts read the database afresh."""
 
+    def close(self) -> None:
+        """Close the database connections: SQLite then folds its write-ahead log into the
+        database file, so the file alone holds the whole study (a copy of it misses nothing)."""
+        self.storage.engine.dispose()
+
     def trial_id(self, number: int) -> int:
         """The storage's id of trial ``number`` (what its write methods take)."""
         return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
