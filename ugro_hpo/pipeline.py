@@ -18,6 +18,8 @@ from typing import Any
 from ugro_hpo.config.plan import Plan, build_plan, describe
 
 log = logging.getLogger("ugro_hpo")
+LOADED_WHILE_RAY_STARTS = ("sqlalchemy.orm", "alembic.migration", "alembic.command",
+                           "optuna.importance", "sklearn.ensemble")  # fmt: skip
 
 
 @dataclass
@@ -64,7 +66,7 @@ def run(
         return StudyResult(plan=plan, status="dry_run")
 
     from ugro_hpo.execution.launcher import build_components, run_trials, start_ray
-    from ugro_hpo.lazy import import_in_background
+    from ugro_hpo.lazy import Ahead, import_quietly
     from ugro_hpo.optimize.storage import open_storage, open_study, trials_that_ran
     from ugro_hpo.optimize.stored_study import remember_run
     from ugro_hpo.results.snapshot import log_file, write_config_snapshot
@@ -84,14 +86,14 @@ def run(
                  plan.n_trials - ran, plan.parallel_jobs)  # fmt: skip
     objective = plan.checked_objective
     objective.prepare(plan.resources)
-    # While Ray starts (seconds spent mostly waiting for its processes), modules the study
-    # needs later are imported alongside: the database layer Optuna's storage loads on first
-    # use, and sklearn for the importances at the end. None of them is Ray's: Ray's own
-    # imports stay on this thread (importing one package on two threads can deadlock).
-    preload = import_in_background("sqlalchemy.orm", "alembic.migration", "alembic.command",
-                                   "optuna.importance", "sklearn.ensemble")  # fmt: skip
+    # While Ray starts (seconds spent mostly waiting for its processes), modules the study needs
+    # later are imported on another thread: the database layer Optuna's storage loads on first
+    # use, and sklearn for the importances at the end. Nothing of Ray's is imported there
+    # (importing one package on two threads can deadlock), and nothing is written there: a
+    # cluster that cannot be joined must leave no database behind.
+    ahead = Ahead(lambda: import_quietly(*LOADED_WHILE_RAY_STARTS))
     start_ray(plan)  # a cluster that cannot be joined, or lacks what a trial asks for, fails here
-    preload.join()
+    ahead.result()
     components = build_components(plan)
     trackers = components.trackers
     trackers.connect()
