@@ -1,5 +1,6 @@
-"""Re-exports that import their module only when used, so a package's public names can be
-listed in its ``__init__`` without importing Ray, Optuna or MLflow at start-up."""
+"""Imports at the right moment: re-exports that import their module only when used (a
+package's public names can be listed in its ``__init__`` without importing Ray, Optuna or
+MLflow at start-up), and work done ahead of need while the caller waits on something else."""
 
 from __future__ import annotations
 
