@@ -97,6 +97,7 @@ class OpenedStudy:
 def quiet_optuna() -> None:
     """Optuna logs each study creation at INFO; our own log says what matters."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its schema set-up logs at INFO
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
