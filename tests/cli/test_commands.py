@@ -184,9 +184,9 @@ def test_a_study_command_exits_with_its_code_and_leaves_the_database_whole(
     db = tmp_path / "outputs" / "studies.db"
     assert not db.with_name("studies.db-wal").exists()
     with sqlite3.connect(f"file:{db}?immutable=1", uri=True) as reader:  # the file, nothing else
-        assert reader.execute(
-            "select count(*) from trials where state = 'COMPLETE'"
-        ).fetchone() == (3,)
+        states = dict(reader.execute("select state, count(*) from trials group by state"))
+    # the default scheduler may prune some; every trial must be stored as finished
+    assert sum(states.values()) == 3 and set(states) <= {"COMPLETE", "PRUNED"}, states
     stopped = run_cli("objective=custom", "objective.fn=fixture_objectives:always_fails", "search_space=quadratic",
                       "tracking=none", "n_trials=2", "max_consecutive_failures=1", f"ray.address={ray_address}",
                       cwd=tmp_path)  # fmt: skip
