@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -21,7 +22,7 @@ from ugro_hpo.objectives.base import Objective, ReportFn, TrialContext
 from ugro_hpo.sweeper.params import SweepSpace
 from ugro_hpo.sweeper.reporting import reporting_to
 
-_entered: set[int] = set()  # jobs whose Hydra state this process has taken on
+_entered: set[str] = set()  # the sweeps whose Hydra state this process has taken on
 
 
 class HydraJob(Objective):
@@ -48,6 +49,8 @@ class HydraJob(Objective):
         self.cwd = cwd
         self.hydra_state = hydra_state
         self.configure = configure  # custom_search_space: configure(cfg, trial), in the driver
+        # Each trial gets its own unpickled copy of this object; the sweep is known by this.
+        self.sweep_id = uuid.uuid4().hex
         module = getattr(task_function, "__module__", "?")
         self.name = f"hydra app {module}.{getattr(task_function, '__qualname__', task_function)}"
 
@@ -92,15 +95,16 @@ class HydraJob(Objective):
         return values_as_metrics(returned.return_value, context.metrics)
 
     def _enter_hydra(self) -> None:
-        """Take on the driver's Hydra state, once per worker process and sweep."""
-        if id(self) in _entered:
+        """Take on the driver's Hydra state, once per worker process and sweep (doing it again
+        would rescan every installed Hydra plugin: about a tenth of a short trial's time)."""
+        if self.sweep_id in _entered:
             return
         from hydra.core.singleton import Singleton
         from hydra.core.utils import setup_globals
 
         setup_globals()
         Singleton.set_state(self.hydra_state)
-        _entered.add(id(self))
+        _entered.add(self.sweep_id)
 
 
 @contextlib.contextmanager
