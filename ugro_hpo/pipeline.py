@@ -47,17 +47,25 @@ def default_run_dir(cfg: Any) -> Path:
 
 
 def run(
-    cfg: Any, run_dir: str | None = None, echo: bool = True, objective: Any = None
+    cfg: Any,
+    run_dir: str | None = None,
+    echo: bool = True,
+    objective: Any = None,
+    release_ray: bool = False,
 ) -> StudyResult:
     """Validate ``cfg``, run its study to ``n_trials`` trials that ran (or continue it) and
     write the results.
 
     ``echo=False`` keeps the end-of-study table off stdout (benchmarks, notebooks);
-    ``objective``, an `Objective` object, replaces ``cfg.objective`` (the Hydra sweeper).
+    ``objective``, an `Objective` object, replaces ``cfg.objective`` (the Hydra sweeper);
+    ``release_ray=True`` (a command that exits after this study) ends the Ray this run
+    started once its trials are done, while the results are written. A Ray the process used
+    before is left as it was.
     """
-    from ugro_hpo.execution.resources import placement_capacity, settle
+    from ugro_hpo.execution.resources import placement_capacity, ray_in_use, settle
 
     started = time.time()
+    release_ray = release_ray and not ray_in_use()
     plan = build_plan(cfg, run_dir or default_run_dir(cfg), objective)
     # resources.gpu: auto decided, and a trial no node can run refused (Ray would wait for ever)
     plan = settle(plan, placement_capacity(plan), plan.ray_autoscaler)
@@ -65,8 +73,8 @@ def run(
         print("Plan (dry run, nothing was run or written):\n" + describe(plan), flush=True)
         return StudyResult(plan=plan, status="dry_run")
 
-    from ugro_hpo.execution.launcher import build_components, run_trials, start_ray
-    from ugro_hpo.lazy import Ahead, import_quietly
+    from ugro_hpo.execution.launcher import build_components, run_trials, start_ray, stop_ray
+    from ugro_hpo.lazy import Ahead
     from ugro_hpo.optimize.storage import open_storage, open_study, trials_that_ran
     from ugro_hpo.optimize.stored_study import remember_run
     from ugro_hpo.results.snapshot import log_file, write_config_snapshot
@@ -91,7 +99,7 @@ def run(
     # use, and sklearn for the importances at the end. Nothing of Ray's is imported there
     # (importing one package on two threads can deadlock), and nothing is written there: a
     # cluster that cannot be joined must leave no database behind.
-    ahead = Ahead(lambda: import_quietly(*LOADED_WHILE_RAY_STARTS))
+    ahead = Ahead(lambda: _load_ahead(plan))
     start_ray(plan)  # a cluster that cannot be joined, or lacks what a trial asks for, fails here
     ahead.result()
     components = build_components(plan)
@@ -100,6 +108,7 @@ def run(
     opened = open_study(plan, storage)  # opens (and creates) the database when not open yet
     remember_run(opened.study, plan)
     write_config_snapshot(plan)
+    ray_released = None
     with log_file(plan):
         try:
             trackers.study_started(study_info(plan, opened, objective))
@@ -109,10 +118,26 @@ def run(
                          plan.study_name, plan.n_trials, plan.parallel_jobs)  # fmt: skip
             if plan.n_trials > opened.ran_and_running()[0]:
                 outcome = run_trials(plan, opened, components)
+            if release_ray:  # nothing below needs Ray
+                ray_released = Ahead(stop_ray)
             return finish(plan, opened.reread(), time.time() - started, echo, trackers, outcome)
         finally:
             trackers.close()
             opened.close()
+            if ray_released is not None:
+                ray_released.result()
+
+
+def _load_ahead(plan: Plan) -> None:
+    """What the study imports later anyway (see `run`): the storage's database layer, sklearn
+    for the importances, and the plotting modules when there is a report to draw."""
+    from ugro_hpo.lazy import import_quietly
+
+    import_quietly(*LOADED_WHILE_RAY_STARTS)
+    if plan.report:
+        from ugro_hpo.results.report import load_plotting
+
+        load_plotting()
 
 
 def _storage_exists(url: str) -> bool:

@@ -38,6 +38,46 @@ assert gc.get_freeze_count() == frozen, "only the first trial freezes what survi
     assert done.returncode == 0, done.stderr
 
 
+def test_a_trial_s_worker_imports_no_optuna() -> None:
+    """The trainable and the Hydra sweeper's job are what a worker imports before its first
+    trial; Optuna (the driver's business) would add about 0.2 s to that trial."""
+    code = (
+        "import sys\n"
+        "import ugro_hpo.execution.trainable, ugro_hpo.sweeper.job\n"
+        "print(sorted(m for m in ('optuna', 'ugro_hpo.config.plan') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_a_command_lets_go_of_the_ray_it_joined_before_writing_results(
+    ray_address: str, tmp_path
+) -> None:
+    """A command that exits after its study ends Ray while the summary and report are
+    written (its processes take 1-2 s to stop); a Ray the process used before is kept."""
+    code = (
+        "import ray\n"
+        "from ugro_hpo import compose\n"
+        "from ugro_hpo.pipeline import run\n"
+        "def study(name):\n"
+        f"    return compose(*{QUICK!r}, 'n_trials=2', 'outputs_dir={tmp_path}', "
+        f"'ray.address={ray_address}', 'study_name=' + name)\n"
+        "assert run(study('first'), echo=False, release_ray=True).status == 'complete'\n"
+        "print('after a study that joined Ray:', ray.is_initialized())\n"
+        f"ray.init(address={ray_address!r})\n"
+        "assert run(study('second'), echo=False, release_ray=True).status == 'complete'\n"
+        "print('after a study in a process that used Ray before:', ray.is_initialized())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-2:] == [
+        "after a study that joined Ray: False",
+        "after a study in a process that used Ray before: True",
+    ]
+
+
 @pytest.mark.slow
 def test_a_study_gives_ray_no_callbacks_so_ray_imports_none_of_its_tracker_integrations(
     ray_address: str, tmp_path

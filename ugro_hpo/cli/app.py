@@ -144,7 +144,10 @@ def _task(cfg: Any) -> Any:
         _redact_file(Path(hydra_cfg.sweep.dir) / "multirun.yaml")
     try:
         check_env_set(dict(hydra_cfg.job.env_set or {}))
-        result = run(cfg, run_dir=str(run_dir))
+        # A single run's process exits next: Ray can go while the results are written (a
+        # multirun's next job would have to start it again).
+        single = hydra_cfg.mode != RunMode.MULTIRUN
+        result = run(cfg, run_dir=str(run_dir), release_ray=single)
     except UserError as exc:
         _remove_empty_dirs(run_dir, stop_at=Path(str(cfg.outputs_dir)))
         fail(str(exc), exc.exit_code)

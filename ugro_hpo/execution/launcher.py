@@ -125,6 +125,15 @@ def start_ray(plan: Plan) -> None:
         check_placeable(plan.resources, ray_capacity(LOCAL), plan.ray_autoscaler)
 
 
+def stop_ray() -> None:
+    """End the local Ray this process started, or leave the cluster it joined. Its processes
+    take a second or two to stop; a command about to exit calls this on a thread of its own
+    once the trials are done, so that time overlaps the summary and report."""
+    import ray
+
+    ray.shutdown()
+
+
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
     """Fail in seconds, not minutes, when nothing listens at ``host:port`` (Ray itself retries
     for minutes before it gives up)."""

@@ -118,13 +118,18 @@ def ray_capacity(where: str) -> Capacity:
     return Capacity(nodes, where)
 
 
-def placement_capacity(plan: Any) -> Capacity:
-    """Where the trials will run: the Ray this process already uses, the cluster at
-    ``ray.address`` (joined now), or this machine, read without starting Ray."""
+def ray_in_use() -> bool:
+    """Whether this process already uses a Ray (asked without importing Ray)."""
     import sys
 
     ray = sys.modules.get("ray")
-    if ray is not None and ray.is_initialized():
+    return ray is not None and bool(ray.is_initialized())
+
+
+def placement_capacity(plan: Any) -> Capacity:
+    """Where the trials will run: the Ray this process already uses, the cluster at
+    ``ray.address`` (joined now), or this machine, read without starting Ray."""
+    if ray_in_use():
         return ray_capacity("the Ray instance this process uses")
     if plan.ray_address:
         from ugro_hpo.execution.launcher import ensure_ray

@@ -82,6 +82,18 @@ def write_report(
     return report
 
 
+def load_plotting() -> None:
+    """Import the plotting modules (about 0.7 s), set to draw to files only: a study imports
+    them ahead of need, while Ray starts. A failure is left for `write_report` to meet."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # before pyplot, so it never looks for a display
+        import optuna.visualization.matplotlib  # noqa: F401  (imports pyplot)
+    except Exception:
+        return
+
+
 Draw = Callable[[Path], "str | None"]
 
 
