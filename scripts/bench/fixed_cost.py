@@ -79,8 +79,8 @@ PHASES = [  # (name, from mark, to mark); "start" is the process start, "exit" i
     ("first trial (Tune's set-up, a worker started)", "> run_trials", "first trial result"),
     ("the trials", "first trial result", "last trial complete"),
     ("Tune's end (workers stopped)", "last trial complete", "< run_trials"),
-    ("summary and files", "< run_trials", "main returned"),
-    ("exit (Ray's shutdown)", "main returned", "exit"),
+    ("summary and files (Ray stopping meanwhile)", "< run_trials", "main returned"),
+    ("exit", "main returned", "exit"),
 ]
 
 

@@ -128,10 +128,15 @@ def start_ray(plan: Plan) -> None:
 def stop_ray() -> None:
     """End the local Ray this process started, or leave the cluster it joined. Its processes
     take a second or two to stop; a command about to exit calls this on a thread of its own
-    once the trials are done, so that time overlaps the summary and report."""
+    once the trials are done, so that time overlaps the summary and report. The study is
+    stored by then: a failure here is logged, never the command's failure (Ray's exit handler
+    tries again)."""
     import ray
 
-    ray.shutdown()
+    try:
+        ray.shutdown()
+    except Exception as exc:
+        log.warning("Ray did not stop cleanly (%s); the study's results are unaffected", exc)
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
