@@ -10,6 +10,14 @@ import pytest
 from conftest import QUICK
 
 
+def python_prints(code: str) -> list[str]:
+    """The lines ``code`` prints in a fresh interpreter (process-wide state such as the
+    collector's frozen generation or the modules loaded starts clean), which must succeed."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()
+
+
 def test_release_memory_freezes_once_and_still_collects_each_trials_cycles() -> None:
     # A fresh interpreter: the collector's frozen generation is process-wide state.
     code = """
@@ -34,8 +42,7 @@ release_memory()
 assert second() is None, "a later trial's garbage must still be collected"
 assert gc.get_freeze_count() == frozen, "only the first trial freezes what survived"
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    python_prints(code)
 
 
 def test_a_trial_s_worker_imports_no_optuna() -> None:
@@ -46,9 +53,7 @@ def test_a_trial_s_worker_imports_no_optuna() -> None:
         "import ugro_hpo.execution.trainable, ugro_hpo.sweeper.job\n"
         "print(sorted(m for m in ('optuna', 'ugro_hpo.config.plan') if m in sys.modules))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip() == "[]"
+    assert python_prints(code) == ["[]"]
 
 
 @pytest.mark.slow
@@ -70,9 +75,7 @@ def test_a_command_lets_go_of_the_ray_it_joined_before_writing_results(
         "assert run(study('second'), echo=False, release_ray=True).status == 'complete'\n"
         "print('after a study in a process that used Ray before:', ray.is_initialized())\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().splitlines()[-2:] == [
+    assert python_prints(code)[-2:] == [
         "after a study that joined Ray: False",
         "after a study in a process that used Ray before: True",
     ]
@@ -92,9 +95,7 @@ def test_a_study_gives_ray_no_callbacks_so_ray_imports_none_of_its_tracker_integ
         "assert run(cfg, echo=False).status == 'complete'\n"
         "print(sorted(m for m in sys.modules if m.startswith('ray.air.integrations')))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert python_prints(code)[-1] == "[]"
 
 
 def test_a_trial_the_scheduler_stops_frees_its_objects_before_memory_is_released() -> None:
@@ -137,6 +138,4 @@ except SystemExit:
     pass
 print(freed_at_release)
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().splitlines()[-1] == "[True]"
+    assert python_prints(code)[-1] == "[True]"
