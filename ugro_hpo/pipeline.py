@@ -20,6 +20,9 @@ from ugro_hpo.config.plan import Plan, build_plan, describe
 log = logging.getLogger("ugro_hpo")
 LOADED_WHILE_RAY_STARTS = ("sqlalchemy.orm", "alembic.migration", "alembic.command",
                            "optuna.importance", "sklearn.ensemble")  # fmt: skip
+GP_LIBRARIES = ("torch", "scipy.optimize", "scipy.stats", "greenlet")
+"""What Optuna's GPSampler imports at its first fit (about 4 s on two cores, which made that
+one proposal the slowest of a study by far)."""
 
 
 @dataclass
@@ -130,10 +133,13 @@ def run(
 
 def _load_ahead(plan: Plan) -> None:
     """What the study imports later anyway (see `run`): the storage's database layer, sklearn
-    for the importances, and the plotting modules when there is a report to draw."""
+    for the importances, a Gaussian process's libraries when the sampler is one, and the
+    plotting modules when there is a report to draw."""
     from ugro_hpo.lazy import import_quietly
 
     import_quietly(*LOADED_WHILE_RAY_STARTS)
+    if plan.sampler_name == "optuna.samplers.GPSampler":
+        import_quietly(*GP_LIBRARIES)
     if plan.report:
         from ugro_hpo.results.report import load_plotting
 

@@ -43,7 +43,7 @@ def probe(args: list[str], cwd: Path):
 def test_help_lists_groups_and_options(tmp_path: Path) -> None:
     result, heavy = probe(["--help"], tmp_path)
     assert result.returncode == 0
-    for line in ("search: auto, cmaes, gp, grid, nsga2, qmc, random, tpe", "scheduler: asha, fifo, hyperband, median",
+    for line in ("search: auto, cmaes, gp, grid, nsga2, qmc, random, tpe", "scheduler: asha, auto, fifo, hyperband, median",
                  "objective: custom, lora, synthetic"):  # fmt: skip
         assert line in result.stdout
     assert heavy == []
@@ -79,7 +79,9 @@ BAD_SPACE = (
     "parameters:\n  lora_r: {type: int, min: 70, max: 64}\nobjectives: [{name: eval_loss}]\n"
 )
 INVALID = [
-    (["n_trial=3"], "Could not override 'n_trial'"),
+    (["n_trial=3"], "n_trial: not a key of the config (did you mean n_trials?)"),
+    (["+n_trial=3"], "n_trial: not a key of the config (did you mean n_trials?)"),
+    (["++ray.adress=x"], "ray.adress: not a key of the config (did you mean ray.address?)"),
     (["n_trials=many"], "could not be converted to Integer"),
     (["n_trials=0"], "n_trials: must be a whole number >= 1"),
     (["search=nope"], "Could not find 'search/nope'"),
@@ -96,6 +98,10 @@ INVALID = [
     (["resources.cpu=-1"], "resources.cpu: must be a number >= 0"),
     (["resources.gpu=1.5"], "above 1, use whole numbers"),
     (["ray.address=not an address"], "ray.address"),
+    (
+        ["objective=synthetic", "search_space=binh_korn", "scheduler=asha"],
+        "scheduler=asha: ray.tune.schedulers.ASHAScheduler stops trials by one metric",
+    ),
 ]
 
 

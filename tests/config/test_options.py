@@ -76,7 +76,8 @@ def test_defaults_are_the_documented_ones(compose) -> None:
     cfg = compose()
     assert cfg.objective._target_.endswith("LoraObjective")
     assert cfg.search._target_ == "ugro_hpo.optimize.samplers.auto_sampler"
-    assert cfg.scheduler._target_ == "ray.tune.schedulers.ASHAScheduler"
+    assert cfg.scheduler._target_ == "ugro_hpo.execution.schedulers.auto_scheduler"  # ASHA, or FIFO
+    assert cfg.scheduler.reduction_factor == 2  # asha.yaml's settings
     assert cfg.storage.endswith("/studies.db")
 
 

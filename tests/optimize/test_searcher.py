@@ -28,12 +28,14 @@ class Events:
 
     def __init__(self) -> None:
         self.log: list[tuple[str, Any]] = []
+        self.metrics: dict[tuple[str, int], dict[str, float]] = {}
 
     def trial_started(self, trial_id: str, number: int, params: dict[str, Any]) -> None:
         self.log.append(("started", trial_id))
 
     def trial_result(self, trial_id: str, step: int, metrics: dict[str, float]) -> None:
         self.log.append(("result", (trial_id, step)))
+        self.metrics[(trial_id, step)] = metrics
 
     def trial_finished(self, trial_id: str, frozen: Any) -> None:
         self.log.append(("finished", (trial_id, p.outcome_of(frozen).value)))
@@ -118,6 +120,31 @@ def test_each_outcome_is_stored_as_what_it_was(tmp_path: Path) -> None:
     assert searcher.running() == []
 
 
+@pytest.mark.parametrize("ending", ["pruned", "stopped at its last step"])
+def test_the_step_a_trial_is_stopped_at_reaches_the_study_and_the_listeners(
+    tmp_path: Path, ending: str
+) -> None:
+    """Ray Tune gives the result a scheduler stops a trial on to on_trial_complete only."""
+    searcher = _searcher(tmp_path)
+    searcher.suggest("t")
+    searcher.on_trial_result("t", {"loss": 0.9, p.STEP: 1})
+    last = 2 if ending == "pruned" else 3  # max_steps is 3
+    searcher.on_trial_complete("t", {"loss": 0.7, "other": 1.5, p.STEP: last})
+    (trial,) = searcher.study.trials
+    assert trial.intermediate_values == {1: 0.9, last: 0.7}
+    results = [item for kind, item in searcher.events.log if kind == "result"]
+    assert results == [("t", 1), ("t", last)]
+    assert searcher.events.metrics[("t", last)] == {"loss": 0.7, "other": 1.5}
+
+
+def test_a_step_already_heard_is_not_told_twice(tmp_path: Path) -> None:
+    searcher = _searcher(tmp_path)
+    searcher.suggest("t")
+    searcher.on_trial_result("t", {"loss": 0.9, p.STEP: 1})
+    searcher.on_trial_complete("t", {"loss": 0.9, p.STEP: 1})  # e.g. the run was stopped
+    assert [item for kind, item in searcher.events.log if kind == "result"] == [("t", 1)]
+
+
 def test_a_complete_result_without_its_metric_fails_the_trial(tmp_path: Path) -> None:
     searcher = _searcher(tmp_path)
     searcher.suggest("t")
@@ -174,17 +201,21 @@ def test_infeasible_proposals_are_stored_and_replaced_without_a_trial(tmp_path: 
     infeasible = [t for t in trials if p.outcome_of(t) == p.Outcome.INFEASIBLE]
     assert infeasible and len(trials) == 6 + len(infeasible)
     for trial in infeasible:
-        assert trial.state == TrialState.COMPLETE and trial.params["x"] > 0.5
+        # never ran: pruned, with no value, no step, and the violated constraint
+        assert trial.state == TrialState.PRUNED and trial.params["x"] > 0.5
+        assert trial.values is None and trial.intermediate_values == {}
         assert (
             trial.constraints == {"c0": 1.0} and trial.user_attrs[p.TRIAL_VIOLATION] == "x <= 0.5"
         )
     feasible_done = [t for t in trials if p.outcome_of(t) == p.Outcome.COMPLETE]
     assert all(t.constraints == {"c0": 0.0} for t in feasible_done)
-    # an infeasible trial's values are stand-ins no better than the worst that ran
-    worst_so_far = [
-        max([0.0, *(t.values[0] for t in feasible_done if t.number < i.number)]) for i in infeasible
-    ]
-    assert [t.values[0] for t in infeasible] == pytest.approx(worst_so_far)
+    # what every other tool reads: the best trial is one that ran, and only those have values
+    stored = optuna.load_study(study_name="s", storage=searcher.opened.storage)
+    assert p.outcome_of(stored.best_trial) == p.Outcome.COMPLETE
+    assert {t.number for t in stored.trials if t.values is not None} == {
+        t.number for t in feasible_done
+    }
+    assert stored.get_trials(states=(TrialState.COMPLETE,)) == feasible_done
     started = [item for kind, item in searcher.events.log if kind == "started"]
     assert len(started) == 6  # no trial started for an infeasible point
 

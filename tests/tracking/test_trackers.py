@@ -172,6 +172,35 @@ def test_dual_tracking_logs_both_with_cross_references(
 
 
 @pytest.mark.slow
+def test_every_step_of_a_pruned_trial_reaches_the_study_mlflow_and_wandb(
+    study, mlflow_server, space_file, tmp_path: Path
+) -> None:
+    """The step at which ASHA stops a trial is given by Ray Tune to the searcher's ending only;
+    it must still be a step like the others, everywhere."""
+    result = study(*overrides(space_file, "pruned-steps", n_trials="12", max_steps="8",
+                              scheduler="asha"), "tracking=dual",
+                   f"mlflow.tracking_uri={mlflow_server.uri}", "mlflow.experiment_name=ugro-tests",
+                   "wandb.project=ugro-tests", "wandb.mode=offline")  # fmt: skip
+    pruned = [r for r in result.records if r.state == "pruned"]
+    assert pruned, "ASHA stopped no trial of 12"
+    client, _, children = mlflow_runs(mlflow_server.uri, "ugro-tests", "pruned-steps")
+    mlflow_by_number = {int(c.data.tags["ugro.trial_number"]): c for c in children}
+    wandb_by_number = {
+        r.config["trial_number"]: r for r in read_runs(tmp_path / "outputs" / "wandb")
+    }
+    stored = optuna.load_study(study_name="pruned-steps", storage=result.plan.storage).trials
+    for record in pruned:
+        k = record.last_step
+        assert k is not None and 1 <= k < 8
+        steps = list(range(1, k + 1))  # eval_every=1: a report at every step
+        assert sorted(stored[record.number].intermediate_values) == steps
+        history = client.get_metric_history(mlflow_by_number[record.number].info.run_id, "value")
+        assert sorted(m.step for m in history) == steps
+        rows = [row for row in wandb_by_number[record.number].history if "value" in row]
+        assert [row["_step"] for row in rows] == steps
+
+
+@pytest.mark.slow
 def test_continuing_a_study_reuses_its_parent_and_logs_each_trial_once(
     study, mlflow_server, space_file
 ) -> None:

@@ -8,6 +8,7 @@ of ours is left behind.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,7 @@ def _remove_empty_dirs(path: Path, stop_at: Path) -> None:
         current = current.parent
 
 
+_NOT_A_KEY = re.compile(r"Could not override '([^']+)'.*\n.*\nKey '[^']+' not in '\w+Schema'")
 _NOISE = ("Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_type=",
           "reference_type=", "Config search path", "provider=", "Traceback", "  File ")  # fmt: skip
 
@@ -240,6 +242,11 @@ def _one_line(text: str) -> str:
     hint = hint_for_schema_error(text)
     if hint:
         return hint
+    typo = _NOT_A_KEY.search(text)
+    if typo:  # Hydra suggests a `+`, which would add the typo as a key of its own
+        from ugro_hpo.config.schema import unknown_key_message
+
+        return unknown_key_message(typo[1])
     marker = "ConfigError raised while resolving interpolation: "
     parts: list[str] = []
     for raw in text.splitlines():

@@ -17,6 +17,8 @@ from typing import Any
 
 from ugro_hpo.config.components import check_importable, instantiate
 from ugro_hpo.config.names import check_path_name, check_tags
+from ugro_hpo.config.scheduler_choice import choose_scheduler
+from ugro_hpo.config.schema import unknown_key_message, unknown_keys
 from ugro_hpo.errors import ConfigError
 from ugro_hpo.execution.resources import AUTO
 from ugro_hpo.optimize.samplers import auto_reason, sampler_factory
@@ -65,6 +67,7 @@ class Plan:
     report: bool
     config: dict[str, Any] = field(repr=False)
     sampler_reason: str = ""  # why search=auto chose its sampler (empty for other searches)
+    scheduler_reason: str = ""  # what scheduler=auto chose (empty for other schedulers)
     gpu_auto: bool = False  # resources.gpu: auto, decided by `execution.resources.settle`
     resources_reason: str = ""  # what auto decided from (empty when given as numbers)
     given_objective: Any = field(default=None, repr=False, compare=False)
@@ -114,6 +117,9 @@ def build_plan(cfg: Any, run_dir: str | Path, objective: Any = None) -> Plan:
     data = resolve(cfg)
     redact_data(data)  # notes secret-named values so they are scrubbed from everything we write
     refuse_config_credentials(data)
+    unknown = unknown_keys(data)
+    if unknown:  # a typo given with a `+`, which Hydra lets past the schema
+        raise ConfigError(unknown_key_message(unknown[0]))
     study_name = check_path_name(data.get("study_name"), "study_name")
     n_trials = _integer(data, "n_trials", minimum=1)
     parallel_jobs = _integer(data, "parallel_jobs", minimum=1)
@@ -139,7 +145,9 @@ def build_plan(cfg: Any, run_dir: str | Path, objective: Any = None) -> Plan:
     factory.check(space)
     sampler_name = factory.name(space)
     _refuse_pickled_state(sampler_name, storage, bool(data.get("unpickle_shared_storage")))
-    scheduler = _component(data, "scheduler")
+    scheduler, scheduler_reason = choose_scheduler(
+        _component(data, "scheduler"), len(space.objectives), _group_choice("scheduler")
+    )
     check_importable(scheduler, "scheduler")
     callbacks, trackers = _callbacks(data)
 
@@ -181,6 +189,7 @@ def build_plan(cfg: Any, run_dir: str | Path, objective: Any = None) -> Plan:
         config=data,
         checked_objective=checked_objective,
         sampler_reason=auto_reason(space) if sampler["_target_"].endswith(".auto_sampler") else "",
+        scheduler_reason=scheduler_reason,
         sampler_factory=factory,
         trackers=trackers,
     )
@@ -340,7 +349,8 @@ def describe(plan: Plan) -> str:
         f"objective    {plan.objective['_target_']}  (max_steps {plan.max_steps}, eval_every {plan.eval_every})",
         f"sampler      {plan.sampler_name}"
         + (f"  ({plan.sampler_reason})" if plan.sampler_reason else ""),
-        f"scheduler    {plan.scheduler['_target_']}",
+        f"scheduler    {plan.scheduler['_target_']}"
+        + (f"  ({plan.scheduler_reason})" if plan.scheduler_reason else ""),
         "trackers     "
         + (", ".join(f"{n} ({c['_target_']})" for n, c in plan.callbacks.items()) or "none"),
         f"resources    {plan.resources['cpu']:g} cpu, {plan.resources['gpu']:g} gpu per trial"

@@ -8,7 +8,9 @@ are instantiated, not mirrored here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from omegaconf import MISSING
@@ -82,3 +84,37 @@ def register() -> None:
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="ugro_schema", node=AppSchema)
+
+
+def unknown_keys(data: Mapping[str, Any], schema: type = AppSchema, prefix: str = "") -> list[str]:
+    """Dotted keys of ``data`` that the schema does not have. ``+key=value`` adds a key past the
+    schema (Hydra opens the config for it), so a typo written that way is caught here; keys
+    under a free-form field (``tags``, the config groups) are the user's own."""
+    known = {f.name: _nested(f) for f in fields(schema)}
+    found = []
+    for key, value in data.items():
+        if key not in known:
+            found.append(f"{prefix}{key}")
+        elif known[key] is not None and isinstance(value, Mapping):
+            found += unknown_keys(value, known[key], f"{prefix}{key}.")  # type: ignore[arg-type]
+    return found
+
+
+def unknown_key_message(key: str) -> str:
+    """One line for a key the config does not have, with the nearest known key."""
+    *section, last = key.split(".")
+    schema: type | None = AppSchema
+    for part in section:
+        schema = {f.name: _nested(f) for f in fields(schema)}.get(part) if schema else None
+    near = difflib.get_close_matches(last, [f.name for f in fields(schema)] if schema else [], n=1)
+    hint = f" (did you mean {'.'.join([*section, near[0]])}?)" if near else ""
+    return (
+        f"{key}: not a key of the config{hint}; `python -m ugro_hpo --cfg job` lists them "
+        "(+key=value adds keys only under tags and the config groups)"
+    )
+
+
+def _nested(f: Any) -> type | None:
+    """The schema of a field that is a section of its own (``ray``, ``resources``), else None."""
+    factory = f.default_factory
+    return factory if isinstance(factory, type) and is_dataclass(factory) else None

@@ -61,16 +61,9 @@ class Components:
 def build_components(plan: Plan) -> Components:
     """The scheduler (metric and mode from the search space), the hub of the trackers the plan
     built, and any other configured Ray callbacks."""
-    from ray.tune.schedulers import FIFOScheduler
-
-    scheduler = instantiate(plan.scheduler, "scheduler")
+    scheduler = instantiate(plan.scheduler, "scheduler")  # one the plan found fit for the space
     space = plan.search_space
-    if space.is_multi_objective and not isinstance(scheduler, FIFOScheduler):
-        log.warning(
-            "several objectives: early stopping needs one metric, so scheduler=fifo is used"
-        )
-        scheduler = FIFOScheduler()
-    elif not space.is_multi_objective:
+    if not space.is_multi_objective:
         scheduler.set_search_properties(space.objectives[0].name, space.objectives[0].mode)
     others = [instantiate(spec, f"tracking.callbacks.{name}") for name, spec in plan.callbacks.items()
               if not str(spec["_target_"]).startswith("ugro_hpo.")]  # fmt: skip

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray.tune.schedulers import MedianStoppingRule, TrialScheduler
+from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule, TrialScheduler
 
 
 class MedianStopping(MedianStoppingRule):
@@ -18,3 +18,9 @@ class MedianStopping(MedianStoppingRule):
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
         action = super().on_trial_result(tune_controller, trial, result)
         return TrialScheduler.CONTINUE if action == TrialScheduler.PAUSE else action
+
+
+def auto_scheduler(**settings: Any) -> ASHAScheduler:
+    """What ``scheduler=auto`` builds for one objective: ASHA with these settings. For several
+    objectives the plan has already put FIFO in its place (`config.scheduler_choice`)."""
+    return ASHAScheduler(**settings)

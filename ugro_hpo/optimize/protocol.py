@@ -8,8 +8,8 @@ trackers, progress) reads these names. How each outcome is stored in Optuna:
 | outcome | Optuna state | values | why |
 |---|---|---|---|
 | complete | COMPLETE | the objectives' final values | |
-| pruned | PRUNED | none (intermediate values kept) | a scheduler stopped it, or its time ran out |
-| infeasible | COMPLETE, with `set_constraint` > 0 | the worst feasible values so far | samplers that model constraints (TPE, GP, NSGA-II) learn the region; no training ran |
+| pruned | PRUNED | Optuna's: the last intermediate value (every reported step kept) | a scheduler stopped it, or its time ran out |
+| infeasible | PRUNED, with `set_constraint` > 0 and our state attribute | none, and no intermediate values | it never ran: no tool may take it for a result (best trial, importances, dashboards read COMPLETE trials); TPE reads constraints of pruned trials and learns the region, the GP through `optuna_compat` |
 | failed | FAIL | none | an exception, a NaN, a dead worker; its parameters may run again |
 """
 
@@ -74,8 +74,8 @@ STOOD_DOWN = "not run: the study's n_trials were already running or finished"
 def outcome_of(trial: Any) -> Outcome:
     """How a stored Optuna trial ended, as the searcher stored it (see the table above).
 
-    Studies made by earlier versions stored infeasible trials as pruned with a violation;
-    they read back as infeasible too.
+    Studies made by earlier versions stored infeasible trials as complete with stand-in
+    values, or as pruned with a violation; they read back as infeasible too.
     """
     state = trial.state.name
     recorded = trial.user_attrs.get(TRIAL_STATE)

@@ -15,6 +15,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from ugro_hpo.errors import ConfigError
+from ugro_hpo.optimize.optuna_compat import FeasibilityAwareGP
 from ugro_hpo.space import SearchSpace
 
 AUTO_GP_MAX_PARAMETERS = 10
@@ -59,27 +60,7 @@ class SamplerFactory:
             ) from None
         if not isinstance(made, optuna.samplers.BaseSampler):
             raise ConfigError(f"{self.key}: {self.target!r} did not give an Optuna sampler")
-        if isinstance(made, optuna.samplers.GPSampler) or getattr(made, "_gp", None) is not None:
-            _import_gp_libraries_meanwhile()
         return made
-
-
-def _import_gp_libraries_meanwhile() -> None:
-    """Optuna's GPSampler imports PyTorch, SciPy's optimisers and statistics and greenlet when
-    it first fits (about 4 s on two cores), which made that one proposal the slowest of a study
-    by far; importing them in the background while Ray starts and the first trials run takes
-    that off the proposal's path."""
-    import importlib
-    import threading
-
-    def load() -> None:
-        for name in ("torch", "scipy.optimize", "scipy.stats", "greenlet"):
-            try:
-                importlib.import_module(name)
-            except ImportError:  # the GP's own import will say what is missing
-                return
-
-    threading.Thread(target=load, name="ugro-import-gp", daemon=True).start()
 
 
 def sampler_factory(spec: Mapping[str, Any], key: str = "search") -> SamplerFactory:
@@ -130,7 +111,7 @@ grid_sampler.check = lambda space: space.grid()  # type: ignore[attr-defined]  #
 
 def _gp_fits(space: SearchSpace) -> bool:
     """A Gaussian process suits small spaces of numeric parameters without conditions (it
-    models constraints too, through `set_constraint`)."""
+    models constraints too: `FeasibilityAwareGP`)."""
     numeric = all(p.type in ("int", "float") for p in space.parameters)
     return numeric and len(space.parameters) <= AUTO_GP_MAX_PARAMETERS and not space.is_conditional
 
@@ -160,7 +141,7 @@ class AutoSampler(optuna.samplers.BaseSampler):
         self.gp_max_trials = gp_max_trials
         self._tpe = _tpe(space, None if seed is None else seed + 1, n_startup_trials)
         self._gp = (
-            optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials)
+            FeasibilityAwareGP(seed=seed, n_startup_trials=n_startup_trials)
             if _gp_fits(space)
             else None
         )

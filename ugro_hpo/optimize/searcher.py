@@ -86,6 +86,7 @@ class StudySearcher(Searcher):
         self._driver = driver_id()
         self._numbers: dict[str, int] = {}  # Ray trial id -> Optuna trial number
         self._storage_ids: dict[str, int] = {}  # Ray trial id -> the trial's id in storage
+        self._last_step: dict[str, int] = {}  # Ray trial id -> the last step recorded
         self._ended: set[str] = set()
         self._orphan_check = 0.0
 
@@ -152,13 +153,13 @@ class StudySearcher(Searcher):
             self.events.trial_finished(f"not-run-{trial.number}", frozen)
 
     def _tell_infeasible(self, trial: optuna.Trial, violation: str) -> None:
-        """Store a proposal that violates a constraint: complete, with its constraint values
-        (already set by the sampling) so samplers that model feasibility learn the region,
-        and the worst feasible values so far in place of values it never had."""
+        """Store a proposal that violates a constraint: pruned, with no value and no step (it
+        never ran), and with its constraint values (set by the sampling), so samplers that
+        model feasibility learn the region (see `protocol`)."""
         trial.set_user_attr(p.TRIAL_STATE, p.Outcome.INFEASIBLE.value)
         trial.set_user_attr(p.TRIAL_VIOLATION, _text(violation))
         trial.set_user_attr(p.TRIAL_LAST_STEP, 0)  # no step trained
-        frozen = self.study.tell(trial, self._stand_in_values(), state=TrialState.COMPLETE)
+        frozen = self.study.tell(trial, state=TrialState.PRUNED)
         if self.events is not None:
             self.events.trial_finished(f"infeasible-{trial.number}", frozen)
         self.infeasible_in_a_row += 1
@@ -169,17 +170,6 @@ class StudySearcher(Searcher):
                 f"look unsatisfiable ({shown})"
             )
             log.error("stopping: %s", self.unsatisfiable)
-
-    def _stand_in_values(self) -> list[float]:
-        """Values for an infeasible trial, which never ran: the worst feasible values so far
-        (0 before any), so a sampler that reads values sees nothing better than what ran."""
-        stand_in = []
-        for index, goal in enumerate(self.space.objectives):
-            seen = [t.values[index] for t in self.opened.trials((TrialState.COMPLETE,))
-                    if p.outcome_of(t) == p.Outcome.COMPLETE]  # fmt: skip
-            pick = max if goal.direction == "minimize" else min
-            stand_in.append(float(pick(seen)) if seen else 0.0)
-        return stand_in
 
     def _grid_exhausted(self) -> bool:
         """A grid search ends when every point of the grid has been proposed."""
@@ -227,9 +217,17 @@ class StudySearcher(Searcher):
         """An intermediate result: to Optuna (one objective, keyed by our step) and listeners."""
         if p.RESULT_STATE in result or trial_id in self._ended or trial_id not in self._numbers:
             return
-        self._report(trial_id, result)
+        self._record_step(trial_id, result)
+
+    def _record_step(self, trial_id: str, result: dict[str, Any]) -> None:
+        """A step's result, once: the first objective as Optuna's intermediate value, and the
+        metrics to the listeners (the trackers)."""
         step = result.get(p.STEP)
-        if self.events is not None and isinstance(step, int):
+        if not isinstance(step, int) or step <= self._last_step.get(trial_id, 0):
+            return
+        self._last_step[trial_id] = step
+        self._report(trial_id, result)
+        if self.events is not None:
             self.events.trial_result(trial_id, step, reported_metrics(result))
 
     def _report(self, trial_id: str, result: dict[str, Any]) -> None:
@@ -253,6 +251,10 @@ class StudySearcher(Searcher):
         self._ended.add(trial_id)
         result = result or {}
         outcome = result.get(p.RESULT_STATE)
+        if outcome is None and not error:
+            # A scheduler or stopper ended the trial on this result, which Ray Tune then hands
+            # only to us here: it is a step like the others, for the study and the trackers.
+            self._record_step(trial_id, result)
         if outcome is None and not error and result.get(p.STEP, 0) >= self.max_steps:
             outcome = p.Outcome.COMPLETE  # a scheduler stopped it exactly at its last step
         if error and outcome is None:
@@ -280,9 +282,7 @@ class StudySearcher(Searcher):
         elif outcome == p.Outcome.FAILED:
             self._set(trial_id, p.TRIAL_ERROR, _text(result.get(p.RESULT_ERROR, "unknown error")))
         elif outcome is None:
-            # A scheduler stopped it on this result, which Ray then gives only to us here.
-            outcome = p.Outcome.PRUNED
-            self._report(trial_id, result)
+            outcome = p.Outcome.PRUNED  # a scheduler stopped it on this result
             if any(m in result for m in self.space.metric_names):
                 self._set(trial_id, p.TRIAL_METRICS, reported_metrics(result))
         if isinstance(result.get(p.STEP), int):
