@@ -248,3 +248,17 @@ def test_an_experiment_preset_changes_the_whole_study(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "study        synthetic-branin  (40 trials" in result.stdout
     assert "SyntheticObjective" in result.stdout
+
+
+@pytest.mark.slow
+def test_two_objectives_run_with_the_default_scheduler(tmp_path: Path, ray_address: str) -> None:
+    """The README's multi-objective example: scheduler=auto gives FIFO, and a Pareto front."""
+    result = run_cli(
+        "objective=synthetic", "search_space=binh_korn", "max_steps=4", "eval_every=2", "n_trials=4",
+        "tracking=none", f"ray.address={ray_address}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (path,) = (tmp_path / "outputs" / "ugro-demo").glob("*/summary.json")
+    summary = json.loads(path.read_text())
+    assert summary["status"] == "complete" and summary["pareto_front"]
+    assert summary["scheduler"] == "ray.tune.schedulers.FIFOScheduler"

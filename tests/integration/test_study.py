@@ -10,6 +10,7 @@ import optuna
 import pytest
 import yaml
 from conftest import QUICK, UGRO_SPACES
+from optuna.trial import TrialState
 
 from ugro_hpo.errors import ConfigError
 from ugro_hpo.space import load_search_space
@@ -123,6 +124,13 @@ def test_constraint_violations_cost_no_training_and_are_learned(
         assert record.last_step == 0 and not record.metrics
     first, last = result.records[:20], result.records[40:]
     assert sum(r.state == "infeasible" for r in last) < sum(r.state == "infeasible" for r in first)
+    # what other tools read from the stored study: only trials that ran have values
+    stored = optuna.load_study(study_name=result.plan.study_name, storage=result.plan.storage)
+    never_ran = {r.number for r in infeasible}
+    assert stored.best_trial.number not in never_ran
+    assert all(stored.trials[n].values is None for n in never_ran)
+    ran = stored.get_trials(states=(TrialState.COMPLETE,))
+    assert ran and not never_ran & {t.number for t in ran}
     rows = read_csv(result.run_dir / "trials.csv")
     assert {r["violation"] for r in rows if r["state"] == "infeasible"} == {
         "x1 <= 0.8 and x2 <= 0.8"

@@ -46,7 +46,7 @@ def remember_run(study: Any, plan: Any) -> None:
     set_study_attr(study, p.STUDY_FACTS, run_facts(plan))
 
 
-FACT_KEYS = ("sampler", "sampler_reason", "scheduler")
+FACT_KEYS = ("sampler", "sampler_reason", "scheduler", "scheduler_reason")
 
 
 def run_facts(plan: Any) -> dict[str, str]:
@@ -55,6 +55,7 @@ def run_facts(plan: Any) -> dict[str, str]:
         "sampler": plan.sampler_name,
         "sampler_reason": plan.sampler_reason,
         "scheduler": str(plan.scheduler["_target_"]),
+        "scheduler_reason": plan.scheduler_reason,
     }
 
 

@@ -1,26 +1,24 @@
 """The study's report: parameter importances, PNG plots and one self-contained HTML page.
 
 Everything is read from the Optuna study, so the same report comes out at the end of a run and
-later from `ugro hpo analyze` (for a finished, running or interrupted study). Plots are drawn
-with Optuna's matplotlib visualisations on the Agg backend (no display needed); a plot that
-does not apply (a Pareto front for one objective, slices before any trial completed) is left
-out and the page says why.
+later from `ugro hpo analyze` (for a finished, running or interrupted study). The figures
+(`plots`) are drawn from the same trial records as summary.json and trials.csv, with matplotlib
+on the Agg backend (no display needed); a plot that does not apply (a Pareto front for one
+objective, slices before two trials completed) is left out and the page says why.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
-from ugro_hpo.results.importances import MIN_TRIALS, objective_value
+from ugro_hpo.results.importances import MIN_TRIALS
 from ugro_hpo.results.writers import write_bytes_atomic
 from ugro_hpo.space import SearchSpace
 
@@ -55,27 +53,24 @@ def write_report(
     top: list[Any] | None = None,
 ) -> ReportFiles:
     """Draw the plots into ``directory`` and write ``index.html`` showing them with the summary."""
-    import matplotlib
-
+    from ugro_hpo.results.records import trial_records
     from ugro_hpo.results.report_page import render_page
+    from ugro_hpo.results.writers import write_atomic
 
-    matplotlib.use("Agg")  # files only, never a window
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    load_plotting()
     directory.mkdir(parents=True, exist_ok=True)
     report = ReportFiles(directory)
-    for name, draw in _plots(study, space, summary.get("importances") or {}):
+    records = trial_records(study, space)
+    curves = {t.number: dict(t.intermediate_values) for t in study.get_trials(deepcopy=False)}
+    for name, draw in _plots(records, curves, space, summary.get("importances") or {}):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
-                reason = draw(directory / f"{name}.png")
+            reason = draw(directory / f"{name}.png")
         except Exception as exc:  # a plot must never cost the study its results
             reason = f"could not be drawn ({type(exc).__name__}: {exc})"
         if reason:
             report.skipped[name] = reason
         else:
             report.plots[name] = directory / f"{name}.png"
-    from ugro_hpo.results.writers import write_atomic
-
     page = directory / "index.html"
     write_atomic(page, render_page(summary, report, top or [], space))
     report.page = page
@@ -83,13 +78,14 @@ def write_report(
 
 
 def load_plotting() -> None:
-    """Import the plotting modules (about 0.7 s), set to draw to files only: a study imports
-    them ahead of need, while Ray starts. A failure is left for `write_report` to meet."""
+    """Import matplotlib (about 0.5 s), set to draw to files only: a study imports it ahead of
+    need, while Ray starts. A failure is left for `write_report` to meet."""
     try:
         import matplotlib
 
-        matplotlib.use("Agg")  # before pyplot, so it never looks for a display
-        import optuna.visualization.matplotlib  # noqa: F401  (imports pyplot)
+        matplotlib.use("Agg")  # never looks for a display
+        logging.getLogger("matplotlib").setLevel(logging.WARNING)
+        import matplotlib.figure
     except Exception:
         return
 
@@ -98,110 +94,63 @@ Draw = Callable[[Path], "str | None"]
 
 
 def _plots(
-    study: optuna.Study, space: SearchSpace, scores: dict[str, dict[str, float]]
+    records: list[Any],
+    curves: dict[int, dict[int, float]],
+    space: SearchSpace,
+    scores: dict[str, dict[str, float]],
 ) -> list[tuple[str, Draw]]:
     """(name, draw) per plot; draw(path) saves a PNG, or returns why it does not apply."""
-    import numpy as np
-    from optuna.visualization import matplotlib as vis
+    from ugro_hpo.results import plots
 
     metric = space.metric_names[0]
-    target = objective_value(0) if space.is_multi_objective else None
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    first = next(iter(scores.values()), {})
+    complete = [r for r in records if r.state == "complete"]
+    ran = [r for r in records if r.state in ("complete", "pruned")]
+    first = scores.get(metric, {})
     ranked = list(first) or list(space.names)
-    intermediate = any(t.intermediate_values for t in study.get_trials(deepcopy=False))
 
-    def need(count: int, what: str) -> str | None:
-        return None if len(complete) >= count else f"needs {count} complete trial(s) {what}"
+    def need(count: int, what: str = "complete") -> str | None:
+        have = len(complete) if what == "complete" else len(ran)
+        return None if have >= count else f"needs {count} {what} trial(s), has {have}"
 
     def history(path: Path) -> str | None:
-        return need(1, "") or _save(
-            vis.plot_optimization_history(study, target=target, target_name=metric), path
-        )
+        return need(1, "ran") or _save(plots.history(records, space), path)
 
     def parallel(path: Path) -> str | None:
-        if reason := need(MIN_TRIALS, ""):
-            return reason
-        ax = vis.plot_parallel_coordinate(study, params=ranked, target=target, target_name=metric)
-        _readable_lines(ax)
-        # room for every axis and the legend
-        return _save(ax, path, size=(max(8.0, 1.6 * len(ranked) + 2), 6.0))
+        return need(MIN_TRIALS) or _save(plots.parallel_coordinates(records, space, ranked), path)
 
     def importance(path: Path) -> str | None:
         if not first:
             return f"needs {MIN_TRIALS} complete trials with different results"
-        title = f"Parameter importance for {metric} (fANOVA, {len(complete)} complete trials)"
-        if len(complete) < ROUGH_BELOW:
-            title += f"\nrough: fewer than {ROUGH_BELOW} complete trials"
-        return _save(_bar_chart(first, title), path)
+        title = f"Parameter importance for {metric} (fANOVA over {len(complete)} complete trials)"
+        caveat = (
+            f"rough: fewer than {ROUGH_BELOW} complete trials"
+            if len(complete) < ROUGH_BELOW
+            else ""
+        )
+        return _save(plots.importance_bars(first, title, caveat), path)
 
     def slices(path: Path) -> str | None:
-        shown = [n for n in ranked if any(n in t.params for t in complete)][:SLICE_PARAMETERS]
-        if reason := need(MIN_TRIALS, ""):
-            return reason
-        axes = vis.plot_slice(study, params=shown, target=target, target_name=metric)
-        for ax in np.atleast_1d(axes).flat:  # type: ignore[arg-type]  # labels overlap flat
-            ax.tick_params(axis="x", labelrotation=35, labelsize=8)
-        return _save(axes, path, size=(max(8.0, 3.2 * len(shown)), 4.5))
+        shown = [n for n in ranked if any(n in r.params for r in complete)][:SLICE_PARAMETERS]
+        return need(MIN_TRIALS) or _save(plots.slices(records, space, shown), path)
 
-    def curves(path: Path) -> str | None:
-        if not intermediate:
+    def learning(path: Path) -> str | None:
+        if not any(curves.get(r.number) for r in ran):
             return "no trial reported intermediate values"
-        ax = vis.plot_intermediate_values(study)
-        ax.set_ylabel(metric)  # Optuna's label says "Intermediate Value"
-        ax.set_xlabel("step")
-        return _save(ax, path)
+        return _save(plots.learning_curves(records, curves, space), path)
 
     def pareto(path: Path) -> str | None:
         if not space.is_multi_objective:
             return "the study has one objective"
-        if len(space.metric_names) > 3:
-            return "a Pareto front is drawn for 2 or 3 objectives"
-        return need(1, "") or _save(
-            vis.plot_pareto_front(study, target_names=space.metric_names), path
-        )
+        return need(1) or _save(plots.pareto(records, space), path)
 
     return [("optimization_history", history), ("parameter_importances", importance),
             ("parallel_coordinates", parallel), ("slices", slices),
-            ("learning_curves", curves), ("pareto_front", pareto)]  # fmt: skip
+            ("learning_curves", learning), ("pareto_front", pareto)]  # fmt: skip
 
 
-def _readable_lines(ax: Any) -> None:
-    """Optuna draws parallel coordinates on a grey grid with the worst trial in white: here on
-    a white background, without the grid, in a colour map whose every end shows."""
-    for axes in ax.figure.axes:
-        axes.set_facecolor("white")
-        axes.grid(False)
-        axes.tick_params(labelsize=8)
-    for lines in ax.collections:
-        # Optuna picks Blues or Blues_r so that the best trial is darkest; keep that sense.
-        reversed_ = lines.get_cmap().name.endswith("_r")
-        lines.set_cmap("viridis" if reversed_ else "viridis_r")
-        if getattr(lines, "colorbar", None) is not None:
-            lines.colorbar.update_normal(lines)
-
-
-def _bar_chart(scores: dict[str, float], title: str) -> Any:
-    import matplotlib.pyplot as plt
-
-    names = list(scores)[::-1]
-    _, ax = plt.subplots(figsize=(7, 0.4 * len(names) + 1.2))
-    ax.barh(names, [scores[n] for n in names], color="#4c72b0")
-    ax.set_title(title)
-    ax.set_xlabel("importance")
-    return ax
-
-
-def _save(axes: Any, path: Path, size: tuple[float, float] | None = None) -> str | None:
-    """Save the figure behind ``axes`` (one Axes or an array of them) and free it; None: drawn."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    figure = np.atleast_1d(axes).flat[0].figure
-    width, height = figure.get_size_inches()
-    figure.set_size_inches(*(size or (max(width, 8), height)))
+def _save(fig: Any, path: Path) -> str | None:
+    """Save a Figure as PNG (None: drawn)."""
     image = io.BytesIO()
-    figure.savefig(image, format="png", dpi=90, bbox_inches="tight")
-    plt.close(figure)
+    fig.savefig(image, format="png", dpi=90, bbox_inches="tight", facecolor="white")
     write_bytes_atomic(path, image.getvalue())
     return None
