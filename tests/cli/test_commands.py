@@ -225,6 +225,8 @@ def test_multirun_gives_one_study_per_job(tmp_path: Path, ray_address: str) -> N
     rows = (sweep / "comparison.csv").read_text().strip().splitlines()
     assert rows[0].startswith("job,study,status,objective,best") and len(rows) == 3
     assert "multi-search-random" in (sweep / "comparison.html").read_text()
+    # six trials are within TPE's ten random ones: both jobs searched at random, and it says so
+    assert "cannot tell the samplers apart" in result.stdout
 
 
 def test_searchpath_adds_a_users_own_options(tmp_path: Path) -> None:

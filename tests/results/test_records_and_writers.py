@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 from optuna.trial import TrialState, create_trial
 
@@ -122,6 +123,61 @@ def test_a_multirun_comparison_has_one_row_per_job_in_job_order(tmp_path: Path) 
     table = write_comparison(tmp_path)
     rows = (tmp_path / "comparison.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "2", "10"]
-    assert rows[2] == "2,s-2,complete,loss (minimize),0.25,3,1,0,1.5"
+    assert rows[0].endswith("complete,pruned,infeasible,failed,duration_s")
+    assert rows[2] == "2,s-2,complete,loss (minimize),0.25,3,1,0,0,1.5"
     assert "s-10" in table and "<td>s-10</td>" in (tmp_path / "comparison.html").read_text()
     assert write_comparison(tmp_path / "3") == ""  # no jobs: nothing written
+
+
+def _job(sweep: Path, job: str, sampler_startup: str, losses: list[float | None]) -> None:
+    """A job directory as a finished study leaves it: summary.json, trials.csv, report/."""
+    import json
+
+    (sweep / job / "report").mkdir(parents=True)
+    (sweep / job / "report" / "index.html").write_text("<html></html>")
+    states = ["complete" if v is not None else "infeasible" for v in losses]
+    summary = {"study_name": f"s-{job}", "status": "complete", "finished": states.count("complete"),
+               "objectives": [{"name": "loss", "direction": "minimize"}],
+               "counts": {"complete": states.count("complete"), "infeasible": states.count("infeasible")},
+               "best": {"metrics": {"loss": min(v for v in losses if v is not None)}},
+               "sampler_startup_trials": sampler_startup}  # fmt: skip
+    (sweep / job / "summary.json").write_text(json.dumps(summary))
+    lines = ["number,state,x,loss"] + [f"{i},{s},0.5,{'' if v is None else v}"
+                                       for i, (s, v) in enumerate(zip(states, losses, strict=True))]  # fmt: skip
+    (sweep / job / "trials.csv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(("n", "varying", "warned"), [
+    (6, {"search"}, True),            # shorter than TPE's 10 random start-up trials
+    (12, {"search"}, False),          # long enough to tell the samplers apart
+    (6, {"search_space"}, False),     # the jobs differ in more than the sampler
+])  # fmt: skip
+def test_a_comparison_says_when_it_cannot_tell_samplers_apart(
+    tmp_path: Path, n: int, varying: set[str], warned: bool
+) -> None:
+    from ugro_hpo.results.comparison import write_comparison
+
+    _job(tmp_path, "0", "10", [1.0 - i / 100 for i in range(n)])
+    _job(tmp_path, "1", "", [1.0 - i / 50 for i in range(n)])  # random search: no start-up
+    table = write_comparison(tmp_path, varying)
+    page = (tmp_path / "comparison.html").read_text()
+    assert ("cannot tell the samplers apart" in table) is warned
+    assert ("cannot tell the samplers apart" in page) is warned
+
+
+def test_a_comparison_page_overlays_best_so_far_and_links_each_report(tmp_path: Path) -> None:
+    from ugro_hpo.results.comparison import best_so_far, write_comparison
+
+    _job(tmp_path, "0", "10", [0.9, None, 0.7, 0.8, 0.5])
+    _job(tmp_path, "1", "10", [0.6, 0.65, None, 0.4])
+    write_comparison(tmp_path, {"search"})
+    page = (tmp_path / "comparison.html").read_text()
+    assert page.count('<a href="0/report/index.html">') == 1
+    assert page.count('<a href="1/report/index.html">') == 1
+    assert 'src="data:image/png;base64,' in page and "<th>infeasible</th>" in page
+    assert best_so_far(tmp_path / "0", "loss", minimize=True) == [
+        (0, 0.9),
+        (2, 0.7),
+        (3, 0.7),
+        (4, 0.5),
+    ]

@@ -179,7 +179,7 @@ class SweepRecord(Callback):
         from ugro_hpo.results.comparison import write_comparison
 
         if _sweep_dir is not None and _sweep_dir.is_dir():
-            table = write_comparison(_sweep_dir)
+            table = write_comparison(_sweep_dir, _varying)
             if table:
                 print(f"{table}\nComparison: {_sweep_dir / 'comparison.html'}", flush=True)
 

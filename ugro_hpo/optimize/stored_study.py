@@ -46,7 +46,7 @@ def remember_run(study: Any, plan: Any) -> None:
     set_study_attr(study, p.STUDY_FACTS, run_facts(plan))
 
 
-FACT_KEYS = ("sampler", "sampler_reason", "scheduler", "scheduler_reason")
+FACT_KEYS = ("sampler", "sampler_reason", "sampler_startup_trials", "scheduler", "scheduler_reason")
 
 
 def run_facts(plan: Any) -> dict[str, str]:
@@ -54,9 +54,20 @@ def run_facts(plan: Any) -> dict[str, str]:
     return {
         "sampler": plan.sampler_name,
         "sampler_reason": plan.sampler_reason,
+        "sampler_startup_trials": _startup_trials(plan.sampler),
         "scheduler": str(plan.scheduler["_target_"]),
         "scheduler_reason": plan.scheduler_reason,
     }
+
+
+def _startup_trials(sampler: dict[str, Any]) -> str:
+    """How many trials a modelling sampler proposes at random before it models ('' for one
+    that never models: random, QMC, grid)."""
+    for key in ("n_startup_trials", "population_size"):
+        value = sampler.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+    return ""
 
 
 def load_stored_study(study_name: str, storage: str) -> StoredStudy:
