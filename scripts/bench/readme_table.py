@@ -13,7 +13,7 @@ import sys
 
 from benchlib import OUT_DIR, ROOT
 
-BENCHMARKS = ("overhead", "startup", "fixed_cost", "sample_efficiency", "ask_latency", "early_stopping", "lora_throughput",
+BENCHMARKS = ("overhead", "startup", "fixed_cost", "sample_efficiency", "ask_latency", "infeasible_learning", "early_stopping", "lora_throughput",
               "trial_memory", "hydra_sweeper")  # fmt: skip
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 
