@@ -135,7 +135,8 @@ def refuse_planted_links(plan: Plan, run_dir: Path) -> None:
     `ugro_hpo.security.paths`); checked before anything is written."""
     from ugro_hpo.security.paths import refuse_run_paths, sqlite_file
 
-    paths = {"run directory": run_dir, "Ray's experiment directory": plan.ray_dir}
+    paths = {"run directory": run_dir, "the run's .hydra folder": run_dir / ".hydra",
+             "Ray's experiment directory": plan.ray_dir}  # fmt: skip
     database = sqlite_file(plan.storage)
     if database is not None:
         paths["storage"] = database

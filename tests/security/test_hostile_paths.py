@@ -26,6 +26,7 @@ PLANTED: dict[str, tuple[str, bool, list[str]]] = {
     "the study's folder": ("s", True, ["tracking=none"]),
     "Ray's folder": ("ray", True, ["tracking=none"]),
     "the study's folder in Ray's": ("ray/s", True, ["tracking=none"]),
+    "the .hydra folder of a run folder made in advance": ("s/run/.hydra", True, ["tracking=none"]),
     "the study database": ("studies.db", False, ["tracking=none"]),
     "SQLite's write-ahead log": ("studies.db-wal", False, ["tracking=none"]),
     "the MLflow artifacts folder": ("mlartifacts", True, ["tracking=mlflow"]),
@@ -58,6 +59,25 @@ def test_a_run_refuses_a_link_planted_under_outputs_before_writing_anything(
     assert (elsewhere / "precious").read_text() == "precious" if not is_dir else True
     written = [p for p in outputs.rglob("*") if p.is_file() and not p.is_symlink()]
     assert written == []
+
+
+@pytest.mark.integration
+def test_a_planted_log_file_link_is_replaced_not_appended_through(
+    compose: Callable[..., Any], tmp_path: Path, ray_address: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    from ugro_hpo import run
+
+    elsewhere = tmp_path_factory.mktemp("log-target")
+    (elsewhere / "precious").write_text("precious")
+    run_dir = tmp_path / "outputs" / "s" / "run"
+    run_dir.mkdir(parents=True)
+    (run_dir / "ugro_hpo.log").symlink_to(elsewhere / "precious")
+    result = run(compose(*QUICK, "tracking=none"), run_dir=str(run_dir), echo=False)
+    assert result.status == "complete"
+    assert (elsewhere / "precious").read_text() == "precious"
+    log = run_dir / "ugro_hpo.log"
+    assert log.is_file() and not log.is_symlink()
 
 
 @pytest.mark.integration
