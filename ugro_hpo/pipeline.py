@@ -69,13 +69,15 @@ def run(
 
     started = time.time()
     release_ray = release_ray and not ray_in_use()
-    plan = build_plan(cfg, run_dir or default_run_dir(cfg), objective)
+    given_run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
+    plan = build_plan(cfg, given_run_dir, objective)
     # resources.gpu: auto decided, and a trial no node can run refused (Ray would wait for ever)
     plan = settle(plan, placement_capacity(plan), plan.ray_autoscaler)
     if plan.dry_run:
         print("Plan (dry run, nothing was run or written):\n" + describe(plan), flush=True)
         return StudyResult(plan=plan, status="dry_run")
 
+    refuse_planted_links(plan, given_run_dir)
     from ugro_hpo.execution.launcher import build_components, run_trials, start_ray, stop_ray
     from ugro_hpo.lazy import Ahead
     from ugro_hpo.optimize.storage import open_storage, open_study, trials_that_ran
@@ -129,6 +131,19 @@ def run(
             opened.close()
             if ray_released is not None:
                 ray_released.result()
+
+
+def refuse_planted_links(plan: Plan, run_dir: Path) -> None:
+    """Nothing of the run is written through a link planted under the outputs folder (see
+    `ugro_hpo.security.paths`); checked before anything is written."""
+    from ugro_hpo.security.paths import refuse_run_paths, sqlite_file
+
+    paths = {"run directory": run_dir, "the run's .hydra folder": run_dir / ".hydra",
+             "Ray's experiment directory": plan.ray_dir}  # fmt: skip
+    database = sqlite_file(plan.storage)
+    if database is not None:
+        paths["storage"] = database
+    refuse_run_paths(plan.outputs_dir, paths)
 
 
 def _load_ahead(plan: Plan) -> None:

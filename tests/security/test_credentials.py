@@ -20,12 +20,28 @@ BY_OVERRIDE = [
     f"hydra.job.env_set.WANDB_API_KEY={KEY}",
     f"++hydra.job.env_set.MLFLOW_TRACKING_PASSWORD={KEY}",
     f"+hydra.job.env_set.RAY_AUTH_TOKEN={KEY}",
+    f"+hydra.job.env_set.HF_TOKEN={KEY}",
+    f"+hydra.job.env_set.AWS_SECRET_ACCESS_KEY={KEY}",
+    f"++hydra.job.env_set.DATABRICKS_TOKEN={KEY}",
+    f"+hydra.job.env_set.OPENAI_API_KEY={KEY}",
+    f"+hydra.job.env_set.PGPASSWORD={KEY}",
 ]
 BY_PRESET = {
     "wandb.api_key in a preset": f"wandb:\n  api_key: {KEY}\n",
     "mlflow.password in a preset": f"mlflow:\n  password: {KEY}\n",
     "env_set.WANDB_API_KEY in a preset": f"hydra:\n  job:\n    env_set:\n      WANDB_API_KEY: {KEY}\n",
     "env_set.wandb_api_key in a preset": f"hydra:\n  job:\n    env_set:\n      wandb_api_key: {KEY}\n",
+    **{
+        f"env_set.{name} in a preset": f"hydra:\n  job:\n    env_set:\n      {name}: {KEY}\n"
+        for name in (
+            "HF_TOKEN",
+            "AWS_SECRET_ACCESS_KEY",
+            "DATABRICKS_TOKEN",
+            "GITHUB_TOKEN",
+            "AWS_SESSION_TOKEN",
+            "db_password",
+        )
+    },
 }
 QUICK = ["objective=synthetic", "search_space=quadratic", "tracking=none", "n_trials=1"]
 
@@ -62,3 +78,9 @@ def test_the_refusal_also_holds_under_multirun(tmp_path: Path) -> None:
         "-m", *QUICK, f"hydra.job.env_set.WANDB_API_KEY={KEY}", "seed=1,2", cwd=tmp_path
     )
     _refused(result, tmp_path)
+
+
+def test_env_set_may_still_set_variables_that_are_not_secrets(tmp_path: Path) -> None:
+    result = run_cli(*QUICK, "+hydra.job.env_set.TOKENIZERS_PARALLELISM=false", "dry_run=true",
+                     cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -80,3 +80,71 @@ def test_cma_es_on_a_local_sqlite_file_needs_nothing(compose, tmp_path: Path) ->
 @pytest.mark.parametrize("search", ["tpe", "random", "gp", "qmc", "nsga2", "auto"])
 def test_other_samplers_are_not_affected(compose, tmp_path: Path, search: str) -> None:
     build_plan(compose(*QUICK[:3], f"search={search}", f"storage={SHARED}"), tmp_path / "run")
+
+
+def _database(tmp_path: Path, dir_mode: int = 0o700, file_mode: int | None = 0o644,
+              owner: int | None = None, companion_owner: int | None = None) -> Path:  # fmt: skip
+    folder = tmp_path / "db"
+    folder.mkdir()
+    path = folder / "studies.db"
+    if file_mode is not None:
+        path.write_bytes(b"")
+        path.chmod(file_mode)
+        if owner is not None:
+            os.chown(path, owner, -1)
+    if companion_owner is not None:
+        wal = folder / "studies.db-wal"
+        wal.write_bytes(b"")
+        wal.chmod(0o644)
+        os.chown(wal, companion_owner, -1)
+    folder.chmod(dir_mode)
+    return path
+
+
+_OTHER_USER = 65534  # nobody
+_ROOT_ONLY = pytest.mark.skipif(
+    os.geteuid() != 0, reason="giving a file to another user needs root"
+)
+SQLITE_CASES = {
+    "a file others can write to": (dict(file_mode=0o664), "writable by other users"),
+    "a file anyone can write to": (dict(file_mode=0o666), "writable by other users"),
+    "a folder others can write to": (dict(dir_mode=0o775), "writable by other users"),
+    "a folder like /tmp (sticky, anyone writes)": (dict(dir_mode=0o1777), "writable by other users"),
+    "a new file in a folder others can write to": (dict(dir_mode=0o777, file_mode=None), "writable by other users"),
+    "a file of another user": (dict(owner=_OTHER_USER), "belongs to another user"),
+    "a write-ahead log of another user": (dict(companion_owner=_OTHER_USER), "belongs to another user"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, marks=_ROOT_ONLY) if "another user" in c else c for c in sorted(SQLITE_CASES)],
+)
+def test_cma_es_on_a_sqlite_file_others_can_write_to_needs_the_opt_in(
+    compose, tmp_path: Path, case: str
+) -> None:
+    settings, reason = SQLITE_CASES[case]
+    path = _database(tmp_path, **settings)  # type: ignore[arg-type]
+    storage = f"storage=sqlite:///{path}"
+    with pytest.raises(ConfigError, match="unpickle_shared_storage=true") as info:
+        build_plan(compose(*QUICK, storage), tmp_path / "run")
+    assert reason in str(info.value) and "\n" not in str(info.value)
+    plan = build_plan(compose(*QUICK, storage, "unpickle_shared_storage=true"), tmp_path / "run")
+    assert plan.sampler_name == "optuna.samplers.CmaEsSampler"
+
+
+@pytest.mark.parametrize("state", ["not created yet", "created by this user, mode 0644"])
+def test_cma_es_on_a_sqlite_file_only_this_user_writes_needs_nothing(
+    compose, tmp_path: Path, state: str
+) -> None:
+    path = _database(tmp_path, file_mode=None if "not" in state else 0o644)
+    plan = build_plan(compose(*QUICK, f"storage=sqlite:///{path}"), tmp_path / "run")
+    assert plan.sampler_name == "optuna.samplers.CmaEsSampler"
+
+
+def test_cma_es_on_a_linked_sqlite_file_needs_the_opt_in(compose, tmp_path: Path) -> None:
+    path = _database(tmp_path)
+    link = tmp_path / "db" / "link.db"
+    link.symlink_to(path)
+    with pytest.raises(ConfigError, match="is a symbolic link"):
+        build_plan(compose(*QUICK, f"storage=sqlite:///{link}"), tmp_path / "run")

@@ -1,25 +1,29 @@
 """Secrets wherever they stand in a text: after a label, quoted or bare, with spaces and commas,
-inside URLs of any scheme, as known values from the environment, `.env` or `hydra.job.env_set`
-(also percent-encoded). Each case plants a fresh value and checks that none of it is left."""
+inside URLs of any scheme, as known values from the environment or `.env` (also percent-encoded). Each case plants a fresh value and checks that none of it is left."""
 
 from __future__ import annotations
 
+import io
+import json
+import re
 import secrets
 import string
-from urllib.parse import quote
+from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from ugro_hpo.security.credentials import check_env_set
+from ugro_hpo.security.digests import SecretDigests
 from ugro_hpo.security.redaction import (
+    MIN_SECRET_LENGTH,
     REDACTED,
-    SecretDigests,
     redact_text,
     register_dotenv,
     register_environment,
 )
+from ugro_hpo.security.streams import RedactingStream
 
 
 def _value(kind: str = "plain") -> str:
@@ -94,15 +98,13 @@ def test_the_rest_of_a_line_survives_where_it_safely_can() -> None:
     )
 
 
-@pytest.mark.parametrize("source", ["dotenv", "environment", "env_set"])
+@pytest.mark.parametrize("source", ["dotenv", "environment"])
 def test_a_known_value_is_redacted_anywhere_also_percent_encoded(source: str) -> None:
     value = "v@lue/" + secrets.token_hex(6)
     if source == "dotenv":
         register_dotenv({"SERVICE_URL_PART": value})  # any name: every .env value is a secret
-    elif source == "environment":
-        register_environment([("SOME_API_TOKEN", value)])
     else:
-        check_env_set({"HF_TOKEN": value})
+        register_environment([("SOME_API_TOKEN", value)])
     for text in (
         f"failed near {value} here",
         f"https://h/?q={quote(value, safe='')}",
@@ -186,3 +188,105 @@ def test_a_storage_url_s_password_is_never_printed(compose, tmp_path, url: str) 
     plan = build_plan(compose(f"storage='{url.format(v=value)}'"), tmp_path / "run")
     text = describe(plan)
     assert value not in text and value[:8] not in text and "storage      " in text
+
+
+# -- every spelling of a known secret -----------------------------------------------------------
+
+PEM = ("-----BEGIN PRIVATE KEY-----\n" + "\n".join("MIIEv" + secrets.token_hex(28) for _ in range(4))
+       + "\n-----END PRIVATE KEY-----\n")  # fmt: skip
+SPELLINGS = {
+    "as it is": lambda v: v,
+    "its repr": repr,
+    "JSON-escaped": lambda v: json.dumps(v),
+    "JSON-escaped, non-ASCII kept": lambda v: json.dumps(v, ensure_ascii=False),
+    "percent-encoded, upper case": lambda v: quote(v, safe=""),
+    "percent-encoded, lower case": lambda v: re.sub("%[0-9A-F]{2}", lambda m: m[0].lower(), quote(v, safe="")),
+    "percent-encoded, '/' kept": quote,
+    "+-encoded": lambda v: quote_plus(v, safe=""),
+    "+-encoded, lower case": lambda v: re.sub("%[0-9A-F]{2}", lambda m: m[0].lower(), quote_plus(v, safe="")),
+    "as bytes": lambda v: repr(v.encode()),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("spelling", sorted(SPELLINGS))
+@pytest.mark.parametrize("kind", ["with quotes, spaces and non-ASCII", "a PEM key"])
+def test_a_known_secret_is_found_in_every_spelling(spelling: str, kind: str) -> None:
+    value = PEM if kind == "a PEM key" else f"p@ss w/rd+é\"x'{secrets.token_hex(4)}"
+    register_dotenv({"SOME_VALUE": value})
+    shown = SPELLINGS[spelling](value)
+    for scrub in (redact_text, SecretDigests.of_known().scrub):
+        text = scrub(f"failed: {shown} (retrying)")
+        assert text == f"failed: {REDACTED} (retrying)" or REDACTED in text, text
+        pieces = [p for p in re.split(r"\W+", value) if len(p) >= 8]
+        assert not any(p in text for p in pieces), text
+
+
+def test_a_pem_key_printed_line_by_line_is_scrubbed_line_by_line() -> None:
+    register_dotenv({"SERVICE_KEY": PEM})
+    body = PEM.splitlines()[1:-1]
+    sink = io.StringIO()
+    stream = RedactingStream(sink, SecretDigests.of_known().scrub)
+    for line in PEM.splitlines():
+        stream.write(line + "\n")  # each line on its own, as a traceback or a log shows it
+    assert not any(line in sink.getvalue() for line in body)
+    assert sink.getvalue().count(REDACTED) == len(body)
+
+
+def test_a_secret_shorter_than_the_minimum_is_not_scrubbed_and_that_is_the_documented_rule() -> (
+    None
+):
+    short = "q7" + secrets.token_hex(2)[:3]  # five characters
+    register_dotenv({"SHORT": short})
+    assert MIN_SECRET_LENGTH == 6 and len(short) == MIN_SECRET_LENGTH - 1
+    assert redact_text(f"value {short} here") == f"value {short} here"
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "shorter than 6 characters" in readme
+
+
+# -- assignments: every literal shape ---------------------------------------------------------
+
+LITERALS = [
+    "password=b'{v}'", "password=B\"{v}\"", "password=rb'{v}'", "password=Rb\"{v}\" trailing",
+    "password=u'{v}'", "password=f'{v}'", "password=br'{v}'", "password='''{v}'''",
+    'password="""{v}\nsecond line"""', "password=['{v}', 'other']", "password=('{v}',)",
+    'password=("{v}", "x")', "password={{'{v}'}}", "password=[b'{v}', r'{v}']",
+    '{{"password": ["{v}", "x"], "lr": 0.1}}', '{{"api_key": {{"inner": "{v}"}}}}',
+    '{{\n  "api_keys": [\n    "{v}",\n    "x"\n  ],\n  "lr": 0.1\n}}', "token: [[\"{v}\"]]",
+    "connect(password=('{v}', 'b'), host='h')", "secret = '{v}' ; x = 1", "secret = \"\\\"{v}\\\"\"",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("template", LITERALS)
+def test_an_assigned_literal_of_any_shape_is_gone(template: str) -> None:
+    value = "v4lue" + secrets.token_hex(6)
+    text = redact_text(template.format(v=value))
+    assert value not in text and REDACTED in text, text
+    assert redact_text(text) == text
+
+
+def test_what_follows_a_closed_literal_survives() -> None:
+    assert redact_text("password=b'abc123x' lr=0.1") == "password=b'***' lr=0.1"
+    assert redact_text("f(password=['a1b2c3'], lr=0.1)") == "f(password=***, lr=0.1)"
+    assert (
+        redact_text('{"token": ("abc123",), "max_tokens": 512}')
+        == '{"token": ***, "max_tokens": 512}'
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    key=st.sampled_from(SECRET_KEYS),
+    separator=st.sampled_from(SEPARATORS),
+    prefix=st.sampled_from(["", "b", "r", "u", "f", "rb", "BR", "Rb"]),
+    quote_char=st.sampled_from(["'", '"', "'''", '"""']),
+    container=st.sampled_from(["{}", "[{}]", "({},)", "[[{}], 1]", "{{'k': {}}}"]),
+    value=st.text(string.ascii_letters + string.digits + "/+=@:._-%!$&()[]{} ,", min_size=8, max_size=30)
+    .filter(lambda v: v.strip()[:1].isalnum()),
+    tail=st.sampled_from(["", "\nnext line", ", lr=0.1", ")"]),
+)  # fmt: skip
+def test_any_literal_value_is_gone(key: str, separator: str, prefix: str, quote_char: str,
+                                   container: str, value: str, tail: str) -> None:  # fmt: skip
+    literal = prefix + quote_char + value + quote_char
+    text = redact_text(f"{key}{separator}{container.format(literal)}{tail}")
+    assert value.strip() not in text
+    assert redact_text(text) == text

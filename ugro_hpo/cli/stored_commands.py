@@ -1,23 +1,36 @@
 """The commands on a study already in storage: `ugro hpo analyze`, `export-best` and
 `train-best`. Nothing here needs the run that made the study, only the storage URL and the
 study name; what the study holds is read through `optimize.stored_study`, which checks it,
-since a shared database is written by others.
+since a shared database is written by others. Every trial is read (and its attributes checked)
+once, up front, where a value Optuna or we cannot decode is one line, not a traceback; the
+best trial's parameters are checked against the search space (`security.best_trial`) before
+they are written or trained; output paths are checked before anything is read
+(`security.paths`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import numbers
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ugro_hpo.errors import ConfigError
 from ugro_hpo.execution.resources import local_gpu_count
-from ugro_hpo.optimize.stored_study import FACT_KEYS, load_stored_study, status_of
+from ugro_hpo.optimize import protocol as p
+from ugro_hpo.optimize.stored_study import FACT_KEYS, StoredStudy, load_stored_study, status_of
+from ugro_hpo.security.best_trial import check_stored_params
+from ugro_hpo.security.limits import TooLarge, check_data
+from ugro_hpo.security.paths import check_output_dir, check_output_file
 from ugro_hpo.security.redaction import redact_url
 from ugro_hpo.security.stored_objective import build_objective
+
+MAX_STEPS = 10**7  # the ceiling the stored config's own max_steps is held to
 
 log = logging.getLogger("ugro_hpo")
 
@@ -36,13 +49,59 @@ def default_output(study_name: str, leaf: str) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def stored_data(study_name: str) -> Iterator[None]:
+    """Reading what a shared database holds: a value that cannot be decoded (not JSON, nested
+    too deeply, an unknown distribution, a value of the wrong type) is one line."""
+    try:
+        yield
+    except (ConfigError, TooLarge):
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError,
+            RecursionError) as exc:  # fmt: skip
+        detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise ConfigError(
+            f"study {study_name!r}: a stored value cannot be read ({type(exc).__name__}"
+            f"{': ' + detail if detail else ''}); the study database may have been altered"
+        ) from None
+
+
+def load_checked(study_name: str, storage: str) -> StoredStudy:
+    """The stored study with every trial read once and its attributes checked."""
+    with stored_data(study_name):
+        stored = load_stored_study(study_name, storage)
+        for trial in stored.study.get_trials(deepcopy=False):
+            _check_trial_attrs(trial, study_name)
+    return stored
+
+
+def _check_trial_attrs(trial: Any, study_name: str) -> None:
+    where = f"study {study_name!r}: trial {trial.number}"
+    attrs = trial.user_attrs
+    check_data(attrs, f"{where}: stored attributes")
+    metrics = attrs.get(p.TRIAL_METRICS)
+    if metrics is None:
+        return
+    if not isinstance(metrics, dict) or not all(
+        isinstance(k, str)
+        and (v is None or (isinstance(v, numbers.Real) and not isinstance(v, bool)))
+        for k, v in metrics.items()
+    ):
+        raise ConfigError(
+            f"{where}: stored metrics are not a mapping of names to numbers; the study "
+            "database may have been altered"
+        )
+
+
 def analyze(study_name: str, storage: str, output_dir: Path | None) -> Path:
     """Rebuild summary.json, best_params.yaml, trials.csv and report/ from the storage."""
     from ugro_hpo.results.console import summary_table
     from ugro_hpo.results.summary import summarize
     from ugro_hpo.results.writers import write_study_files, write_summary
 
-    stored = load_stored_study(study_name, storage)
+    if output_dir is not None:
+        check_output_dir(output_dir, "--output-dir")
+    stored = load_checked(study_name, storage)
     out = output_dir or default_output(study_name, f"analysis_{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     facts = {
         "status": status_of(stored),
@@ -52,7 +111,8 @@ def analyze(study_name: str, storage: str, output_dir: Path | None) -> Path:
         "search_space": stored.space.source,
         **{key: stored.facts.get(key) for key in FACT_KEYS},
     }
-    summary = summarize(stored.study, stored.space, facts)
+    with stored_data(study_name):
+        summary = summarize(stored.study, stored.space, facts)
     write_study_files(stored.study, stored.space, summary, out)
     write_summary(out, summary.data)
     print(summary_table({**summary.data, "duration_s": None}, summary.ordered[:5], stored.space),
@@ -65,10 +125,13 @@ def export_best(study_name: str, storage: str, output: Path) -> Path:
     from ugro_hpo.results import writers
     from ugro_hpo.results.records import best_entry, ranked, trial_records
 
-    stored = load_stored_study(study_name, storage)
-    ordered = ranked(trial_records(stored.study, stored.space), stored.space)
+    check_output_file(output, "--output")
+    stored = load_checked(study_name, storage)
+    with stored_data(study_name):
+        ordered = ranked(trial_records(stored.study, stored.space), stored.space)
     if not ordered:
         raise ConfigError(f"--study-name: study {study_name!r} has no complete trial yet")
+    check_stored_params(ordered[0].params, stored.space, ordered[0].number)
     summary = {"study_name": study_name, "best": best_entry(ordered[0])}
     writers.write_best_params(output, summary)
     print(f"best parameters of study {study_name} (trial {ordered[0].number}) written to {output}")
@@ -94,18 +157,27 @@ def train_best(
     from ugro_hpo.results import writers
     from ugro_hpo.results.records import best_entry, ranked, trial_records
 
-    stored = load_stored_study(study_name, storage)
+    if max_steps is not None and not 1 <= max_steps <= MAX_STEPS:
+        shown = (
+            str(max_steps) if len(str(max_steps)) <= 30 else f"a {len(str(max_steps))}-digit number"
+        )
+        raise ConfigError(
+            f"--max-steps: must be a whole number from 1 to {MAX_STEPS:,}, got {shown}"
+        )
+    if output_dir is not None:
+        check_output_dir(output_dir, "--output-dir")
+    stored = load_checked(study_name, storage)
     config = stored.config
     if not stored.objective:
         raise ConfigError(
             f"--study-name: study {study_name!r} has no stored config; rerun it once with this version"
         )
-    ordered = ranked(trial_records(stored.study, stored.space), stored.space)
+    with stored_data(study_name):
+        ordered = ranked(trial_records(stored.study, stored.space), stored.space)
     if not ordered:
         raise ConfigError(f"--study-name: study {study_name!r} has no complete trial yet")
     best = ordered[0]
-    if max_steps is not None and max_steps <= 0:
-        raise ConfigError(f"--max-steps: must be > 0, got {max_steps}")
+    params = check_stored_params(best.params, stored.space, best.number)
     steps = max_steps or _stored_int(config, "max_steps", 1, study_name)
     seed = _stored_int(config, "seed", 0, study_name)
     eval_every = _stored_int(config, "eval_every", 1, study_name)
@@ -138,9 +210,7 @@ def train_best(
         log.info("step %d/%d: %s", step, steps, shown)
 
     log.info("training trial %d's parameters for %d steps", best.number, steps)
-    metrics = {
-        k: float(v) for k, v in (objective(dict(best.params), report, context) or {}).items()
-    }
+    metrics = {k: float(v) for k, v in (objective(params, report, context) or {}).items()}
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:
         raise ConfigError(f"final training: metric(s) {bad} are not finite")

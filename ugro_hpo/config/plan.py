@@ -226,14 +226,11 @@ def _seconds(data: Mapping[str, Any], key: str) -> float | None:
 
 def _refuse_pickled_state(sampler_name: str, storage: str, allowed: bool) -> None:
     """CMA-ES keeps its state as pickles in the storage and unpickles them at every ask:
-    whoever can write to a shared database could run code in this process."""
-    shared = not storage.startswith("sqlite:///")
-    if sampler_name == "optuna.samplers.CmaEsSampler" and shared and not allowed:
-        raise ConfigError(
-            "search: CMA-ES restores its state by unpickling it from the study storage, so "
-            f"anyone who can write to {redact_url(storage)} could run code here; set "
-            "unpickle_shared_storage=true if only you write to it, or choose another search"
-        )
+    whoever can write to the storage could run code in this process (the rule, with its
+    checks of a SQLite file's owner and mode, is `security.pickles`)."""
+    from ugro_hpo.security.pickles import refuse_unpickling
+
+    refuse_unpickling(sampler_name, storage, allowed)
 
 
 def _search_space(data: Mapping[str, Any]) -> SearchSpace:

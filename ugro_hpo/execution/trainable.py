@@ -4,10 +4,16 @@ It ends an infeasible trial at once, builds the objective (once per worker proce
 reused across trials keep their caches), checks every reported metric, turns an exception or a
 non-finite metric into a failed trial with its reason, and always frees memory before the
 worker takes the next trial.
+
+Everything a trial says is hostile text (see README, Security): its output (Python's streams
+and the process's file descriptors 1 and 2), the message of whatever it raises (any
+BaseException: ``sys.exit("...")`` and KeyboardInterrupt too) and its metric names are
+scrubbed of the driver's secrets here, in the trial's own process, before Ray sees them.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import logging
@@ -17,6 +23,7 @@ import re
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from ray import tune
@@ -25,7 +32,8 @@ from ugro_hpo.config.components import instantiate
 from ugro_hpo.execution.lost_trials import allow_slow_handover
 from ugro_hpo.objectives.base import Objective, TrialContext
 from ugro_hpo.optimize import protocol as p
-from ugro_hpo.security.redaction import RedactingStream, SecretDigests
+from ugro_hpo.security.digests import SecretDigests, scrub_then_cut
+from ugro_hpo.security.streams import RedactingStream
 
 log = logging.getLogger("ugro_hpo.trial")
 _objectives: dict[str, Objective] = {}
@@ -35,6 +43,7 @@ _objectives: dict[str, Objective] = {}
 METRIC_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-. /]{0,249}")
 MAX_METRICS = 100
 MAX_ERROR = 2000
+MAX_LOGGED = 100_000  # characters of a failed trial's traceback in its log
 
 
 class TrialFailed(RuntimeError):
@@ -49,11 +58,18 @@ class TrialTimeout(BaseException):
 class Reporter:
     """The ``report(step, **metrics)`` handed to objectives."""
 
-    def __init__(self, metrics: tuple[str, ...], timeout_s: float | None = None) -> None:
+    def __init__(
+        self,
+        metrics: tuple[str, ...],
+        timeout_s: float | None = None,
+        scrub: Callable[[str], str] | None = None,
+    ) -> None:
         self.metrics = metrics
         self.last_step = 0
         self.timeout_s = timeout_s
         self.started = time.monotonic()
+        self.scrub = scrub
+        self.stopping = False  # Ray's session said stop (tune.report raised SystemExit)
 
     def __call__(self, step: int, **metrics: Any) -> None:
         if (
@@ -62,17 +78,25 @@ class Reporter:
             or step <= self.last_step
         ):
             raise TrialFailed(f"report(step={step!r}): steps must be whole numbers that increase")
-        clean = checked_metrics(metrics, self.metrics, f"at step {step}")
+        clean = checked_metrics(metrics, self.metrics, f"at step {step}", self.scrub)
         self.last_step = int(step)
-        tune.report({**clean, p.STEP: int(step)})
+        try:
+            tune.report({**clean, p.STEP: int(step)})
+        except SystemExit:
+            self.stopping = True  # the scheduler stopped the trial: not the objective's doing
+            raise
         if self.timeout_s is not None and time.monotonic() - self.started > self.timeout_s:
             raise TrialTimeout(f"trial_timeout_s={self.timeout_s:g} reached at step {step}")
 
 
 def checked_metrics(
-    metrics: dict[str, Any], required: tuple[str, ...], where: str
+    metrics: dict[str, Any],
+    required: tuple[str, ...],
+    where: str,
+    scrub: Callable[[str], str] | None = None,
 ) -> dict[str, float]:
-    """Numbers only, all finite, the objective's metrics present."""
+    """Numbers only, all finite, the objective's metrics present; with ``scrub``, a name that
+    holds a secret is refused (a name goes to the study, the trackers and Ray as it is)."""
     clean: dict[str, float] = {}
     if len(metrics) > MAX_METRICS:
         raise TrialFailed(f"{len(metrics)} metrics {where}; at most {MAX_METRICS} are allowed")
@@ -83,6 +107,11 @@ def checked_metrics(
             raise TrialFailed(
                 f"metric name {str(name)[:60]!r} {where} is not allowed; use up to 250 letters, "
                 "digits, '_', '-', '.', '/' or spaces"
+            )
+        if scrub is not None and scrub(name) != name:
+            raise TrialFailed(
+                f"a metric name {where} holds a secret (or a value assigned to a secret-looking "
+                "name); it is not reported"
             )
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TrialFailed(f"metric {name!r} {where} is not a number: {repr(value)[:100]}")
@@ -98,7 +127,8 @@ def checked_metrics(
 def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
     """Ray Tune function trainable; ``spec`` holds the study-level settings (see launcher)."""
     allow_slow_handover()
-    _scrub_output(spec["secret_digests"])
+    digests: SecretDigests = spec["secret_digests"]
+    _scrub_output(digests)
     extras = config.get(p.CONFIG_EXTRAS) or {}
     params = {k: v for k, v in config.items() if k != p.CONFIG_EXTRAS}
     metrics = tuple(spec["metrics"])
@@ -112,23 +142,29 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
         run_dir=str(spec.get("run_dir", ".")),
         metadata=spec.get("metadata", {}),
     )
-    reporter = Reporter(metrics, spec.get("trial_timeout_s"))
+    names_checked = functools.lru_cache(maxsize=1024)(digests.scrub)  # a name is checked once
+    reporter = Reporter(metrics, spec.get("trial_timeout_s"), names_checked)
     try:
         objective = _objective(spec["objective"])
         if not objective.reports_every_metric:
             reporter.metrics = ()  # reports need not carry the objectives; the result must
         returned = objective(params, reporter, context) or {}
-        final = checked_metrics(dict(returned), metrics, "in the final result")
+        final = checked_metrics(dict(returned), metrics, "in the final result", names_checked)
     except TrialTimeout as timeout:
         tune.report({p.RESULT_STATE: p.Outcome.PRUNED.value, p.RESULT_REASON: str(timeout),
                      p.STEP: reporter.last_step})  # fmt: skip
         return
-    except Exception as exc:  # the objective's failure is this trial's, not the study's
-        # The error text is the objective's (or a library's): scrub every secret the driver
-        # knows of before it is logged or reported (and so stored by Ray and the study).
-        scrub = spec["secret_digests"].scrub
-        log.error("trial %s failed:\n%s", context.number, scrub(traceback.format_exc()))
-        error = scrub(f"{type(exc).__name__}: {exc}")[:MAX_ERROR]
+    except BaseException as exc:  # the objective's failure is this trial's, not the study's
+        if reporter.stopping:  # Ray's own stop, on its way out: nothing of the trial's text
+            if isinstance(exc, SystemExit) and exc.code in (0, None):
+                raise
+            raise SystemExit(0) from None
+        # The error text is the objective's (or a library's), whatever it raised: scrub every
+        # secret the driver knows of before it is logged or reported (and so stored by Ray
+        # and the study); Ray never sees the exception itself.
+        logged = scrub_then_cut(digests.scrub, traceback.format_exc(), MAX_LOGGED)
+        log.error("trial %s failed:\n%s", context.number, logged)
+        error = scrub_then_cut(digests.scrub, _describe(exc), MAX_ERROR)
         tune.report({p.RESULT_STATE: p.Outcome.FAILED.value, p.RESULT_ERROR: error,
                      p.STEP: reporter.last_step})  # fmt: skip
         return
@@ -143,9 +179,31 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
     )
 
 
+def _describe(exc: BaseException) -> str:
+    """``Type: message``, even for an exception whose message cannot be made."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = "(its message could not be shown)"
+    if isinstance(exc, SystemExit) and not message:
+        message = f"exit code {exc.code!r}"
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
 def _scrub_output(digests: SecretDigests) -> None:
     """What the objective prints goes to Ray's worker logs (and, with verbose, the driver's
-    console): scrub the driver's secrets from it. Once per worker process and study."""
+    console): scrub the driver's secrets from it. Once per worker process and study: in a
+    Ray worker, at the file descriptors (`security.descriptors`), which also catches what a
+    C library or a subprocess writes; where that cannot be done, at Python's streams."""
+    from ugro_hpo.security.descriptors import scrub_descriptors
+
+    if _in_ray_worker() and scrub_descriptors(digests):
+        for name in ("stdout", "stderr"):  # a stream left from an earlier study would scrub twice
+            stream = getattr(sys, name)
+            if isinstance(stream, RedactingStream):
+                stream.flush()
+                setattr(sys, name, stream.target)
+        return
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
         if isinstance(stream, RedactingStream):
@@ -153,6 +211,16 @@ def _scrub_output(digests: SecretDigests) -> None:
                 continue
             stream = stream.target
         setattr(sys, name, RedactingStream(stream, digests.scrub))
+
+
+def _in_ray_worker() -> bool:
+    """Is this a Ray worker's process (a trial runs in an actor), not a driver or a test?"""
+    import ray
+
+    try:
+        return ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None
+    except Exception:  # no runtime context: not a worker
+        return False
 
 
 def _objective(spec: dict[str, Any] | Objective) -> Objective:

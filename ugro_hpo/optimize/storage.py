@@ -32,6 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ugro_hpo.errors import ConfigError
 from ugro_hpo.optimize import protocol as p
+from ugro_hpo.security.paths import refuse_linked_database
 from ugro_hpo.security.redaction import redact_data, redact_text, redact_url
 
 if TYPE_CHECKING:
@@ -101,7 +102,8 @@ def quiet_optuna() -> None:
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """The RDB storage at ``url``, with heartbeats; a one-line error if it cannot be opened.
+    """The RDB storage at ``url``, with heartbeats; a one-line error if it cannot be opened
+    (or if a SQLite file there is a symbolic link).
 
     Drivers that start together on an empty database both try to create Optuna's schema; the
     one that loses the race is refused by the database ("already exists") and simply tries
@@ -111,6 +113,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     # We renew heartbeats ourselves (Optuna's own renewal lives in Study.optimize).
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    refuse_linked_database(url)  # SQLite would write through a planted link
     if url.startswith("sqlite:///") and ":memory:" not in url:
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, SCHEMA_ATTEMPTS + 1):

@@ -10,6 +10,7 @@ import yaml
 
 from ugro_hpo.config.plan import Plan
 from ugro_hpo.results.writers import write_atomic
+from ugro_hpo.security.paths import check_output_file
 from ugro_hpo.security.redaction import redact_data, redact_text
 
 
@@ -40,8 +41,13 @@ def write_config_snapshot(plan: Plan) -> None:
 
 @contextlib.contextmanager
 def log_file(plan: Plan) -> Iterator[None]:
-    """Copy our log records into `<run_dir>/ugro_hpo.log` while the study runs."""
-    handler = logging.FileHandler(plan.run_dir / "ugro_hpo.log", encoding="utf-8")
+    """Copy our log records into `<run_dir>/ugro_hpo.log` while the study runs. A link planted
+    there is replaced, never appended through; a special file there is refused."""
+    path = plan.run_dir / "ugro_hpo.log"
+    if path.is_symlink():
+        path.unlink()
+    check_output_file(path, "log file")
+    handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(RedactingFormatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s"))
     logger = logging.getLogger("ugro_hpo")
     logger.addHandler(handler)

@@ -2,7 +2,10 @@
 last, summary.json (once, with everything in it).
 
 Each file is written to a temporary name and renamed, so a reader (or a crash) never sees half
-a file, and a link planted where a file goes is replaced, never written through.
+a file, and a link planted where a file goes is replaced, never written through; what stands
+where a file goes must be a regular file or nothing (`security.paths.check_output_file`).
+trials.csv holds text from the study database, which others write: it is written without
+control characters, and a cell a spreadsheet would take for a formula is made plain text.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import io
 import json
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ugro_hpo.results.records import TrialRecord
+from ugro_hpo.security.paths import OutputRefused, check_output_file
 from ugro_hpo.security.redaction import REDACTED, is_secret_name, redact_text
 from ugro_hpo.space import SearchSpace
 
@@ -44,18 +49,25 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
     The temporary file is created exclusively under a random name, so a link planted where it
     would be is never followed, and the rename replaces a link at ``path`` itself rather than
-    writing through it.
+    writing through it. Anything but a regular file (or a link to one) at ``path`` is refused,
+    as is a path that cannot be written (one line, `OutputRefused`).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    check_output_file(path, "output")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputRefused(f"output: cannot write {path} ({exc.strerror or exc})") from None
     try:
         os.fchmod(handle, 0o666 & ~_UMASK)  # as a plain open() would have made it
         with os.fdopen(handle, "wb") as file:
             file.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise OutputRefused(f"output: cannot write {path} ({exc.strerror or exc})") from None
         raise
 
 
@@ -110,12 +122,30 @@ def write_trials_csv(run_dir: Path, records: list[TrialRecord], space: SearchSpa
         "error",
     ]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([spreadsheet_safe(f) for f in fields])
+    writer.writerows([spreadsheet_safe(row.get(f, "")) for f in fields] for row in rows)
     path = run_dir / "trials.csv"
     write_atomic(path, buffer.getvalue())
     return path
+
+
+# Control characters (C0, DEL, C1) and the invisible marks that reorder text on screen.
+_UNSAFE_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell that shows as text and runs nothing: control characters become spaces, and
+    text a spreadsheet would take for a formula (``=``, ``+``, ``-``, ``@``, a tab or a carriage
+    return first) gets a leading ``'``. Numbers, and text that is just a number, stay as they
+    are."""
+    if not isinstance(value, str):
+        return value
+    if value.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(value):
+        value = "'" + value
+    return _UNSAFE_CHARACTERS.sub(" ", value)
 
 
 def write_study_files(
@@ -137,10 +167,11 @@ def write_study_files(
     if report:
         from ugro_hpo.results.report import REPORT_DIR, write_report
 
+        report_dir = run_dir / REPORT_DIR
+        if report_dir.is_symlink():  # planted: replaced by a directory, never written through
+            report_dir.unlink()
         try:
-            written = write_report(
-                study, space, summary.data, run_dir / REPORT_DIR, summary.ordered[:10]
-            )
+            written = write_report(study, space, summary.data, report_dir, summary.ordered[:10])
             files.append(written.directory)
         except Exception as exc:  # the results above are what matters; a report can be rebuilt
             log.warning("the report could not be written (%s); `ugro hpo analyze` can retry", exc)

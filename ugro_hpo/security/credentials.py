@@ -2,9 +2,10 @@
 
 The trackers' and Ray's credentials are read from the environment, a git-ignored `.env`, a key
 file or the tool's own login, never from a config file, a preset or an override: those are
-copied into run directories, Hydra's multirun records and tracking runs. The same holds for a
-credential that a config would put into the environment through ``hydra.job.env_set``. Every
-refusal says where the credential belongs.
+copied into run directories, Hydra's multirun records and tracking runs. The same holds for
+any secret-named variable a config would put into the environment through
+``hydra.job.env_set`` (``HF_TOKEN``, ``AWS_SECRET_ACCESS_KEY``, ...). Every refusal says where
+the credential belongs.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ CREDENTIAL_VARIABLES = {
     "RAY_AUTH_TOKEN": "the environment or .env",
 }
 ENV_SET = "hydra.job.env_set"
+_SHELL_DIRECTORIES = {"PWD", "OLDPWD"}
 
 
 def refusal(key: str, source: str) -> str:
@@ -77,11 +79,15 @@ def check_overrides(arguments: Iterable[str]) -> None:
 
 
 def check_env_set(env_set: Mapping[str, Any]) -> None:
-    """``hydra.job.env_set`` may not set our trackers' or Ray's credentials; any other
-    secret-named variable it sets is scrubbed from everything written."""
+    """``hydra.job.env_set`` may not set a credential: neither our trackers' and Ray's nor any
+    other secret-named variable (``HF_TOKEN``, ``AWS_SECRET_ACCESS_KEY``, ...), since the
+    value would be copied wherever the config is. The shell's PWD and OLDPWD are directories,
+    not secrets."""
     for name, value in env_set.items():
-        where = CREDENTIAL_VARIABLES.get(str(name).upper())
+        upper = str(name).upper()
+        where = CREDENTIAL_VARIABLES.get(upper)
+        if where is None and is_secret_name(name) and upper not in _SHELL_DIRECTORIES:
+            where = "the environment or .env"
         if where:
+            register(value)  # scrubbed from whatever Hydra already wrote
             raise ConfigError(refusal(f"{ENV_SET}.{name}", f"{name} in {where}"))
-        if is_secret_name(name):
-            register(value)

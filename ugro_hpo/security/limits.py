@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -48,7 +49,14 @@ def load_yaml(text: str, label: str) -> Any:
         if node is None:
             return None
         _check_node_graph(node, label)
-        return loader.construct_document(node)
+        try:
+            return loader.construct_document(node)
+        except ValueError as exc:  # Python's bound on the digits of an integer it reads
+            if "digits" not in str(exc):
+                raise
+            raise TooLarge(
+                f"{label}: holds a number of more than {sys.get_int_max_str_digits()} digits"
+            ) from None
     finally:
         loader.dispose()
 

@@ -1,31 +1,39 @@
 """Keep credentials out of everything we print or write.
 
-Three layers, each cheap, applied to any text before it leaves the process:
+Three layers, each linear in the length of its input, applied to any text before it leaves
+the process:
 
 1. every secret value we know of (secret-named environment variables, every value of `.env`,
-   key files, secret-named settings) is replaced wherever it stands, also percent-encoded;
+   key files, secret-named settings) is replaced wherever it stands, in each of its spellings
+   (`secret_forms`: its repr, JSON-escaped, percent- and ``+``-encoded in either case, a
+   multi-line value line by line);
 2. URLs of any scheme lose the password of their user part (which may hold ``/``, ``+``, ``=``
    or ``@``) and the values of secret-named query parameters (``?password=...``);
-3. a value assigned to a secret-looking name is replaced, wherever the assignment stands in a
-   line (``ValueError: password=...``, ``"api_key": "..."``, ``Authorization: Bearer ...``): a
-   quoted value up to its closing quote, an unquoted one up to the end of the line (or a
-   ``; `` separating assignments), so spaces and commas in a password do not end it early.
+3. a value assigned to a secret-looking name is replaced, wherever the assignment stands
+   (``ValueError: password=...``, ``"api_key": "..."``, ``Authorization: Bearer ...``): a
+   literal of any Python or JSON shape up to where it closes (`assigned_values`), a bare one
+   up to the end of the line (or a ``; `` separating assignments), so spaces and commas in a
+   password do not end it early.
 
-Nested data (configs, summaries) is redacted by key first (`redact_data`), then as text.
+Values shorter than `MIN_SECRET_LENGTH` characters are not scrubbed by the first layer (they
+would scrub ordinary words); the other two layers do not depend on length.
+
+Nested data (configs, summaries) is redacted by key first (`redact_data`), then as text. A
+trial's process scrubs with `digests.SecretDigests`; streams are scrubbed line by line by
+`streams.RedactingStream`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
+import functools
 import itertools
 import os
 import re
-import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+
+from ugro_hpo.security.assigned_values import BARE_END, find_value
+from ugro_hpo.security.secret_forms import forms_of
 
 REDACTED = "***"
 MIN_SECRET_LENGTH = 6  # shorter values would scrub ordinary words
@@ -49,34 +57,51 @@ _SECRET_PAIRS = {
     ("session", "key"),
     ("auth", "token"),
 }
+# Every secret name holds one of these (a cheap test before the full one).
+_SECRET_HINT = re.compile(r"pass|secret|credential|key|auth|token|pwd|cookie", re.IGNORECASE)
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+_SEGMENT_SPLIT = re.compile(r"[^a-z0-9]+")
 _SHELL_DIRECTORIES = {"PWD", "OLDPWD"}
 # `.env` entries that name things rather than hold secrets; every other value is a secret.
 PLAIN_DOTENV_SETTINGS = frozenset({"WANDB_PROJECT", "WANDB_ENTITY", "WANDB_MODE"})
 
 _URL = re.compile(
-    r"(?P<scheme>(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*://)(?P<rest>[^\s'\"<>`]+)"
+    r"(?P<scheme>(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*+://)(?P<rest>[^\s'\"<>`]++)"
 )
+_URL_QUERY_OR_FRAGMENT = re.compile(r"[?#]")
+_QUERY_SEPARATORS = re.compile(r"([&;])")
 _KEY = re.compile(
     r"(?<![A-Za-z0-9_.\-])(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<sep>['\"]?[ \t]*[=:][ \t]*)"
 )
-_QUOTES = "'\""
 _PLAIN_VALUES = {"", "null", "None", "none", "~"}
+_PLAIN_LONGEST = max(map(len, _PLAIN_VALUES))
+_STRING_OPENING = re.compile(r"[rRbBuUfF]{0,2}('''|\"\"\"|'|\")")
 
 _known: set[str] = set()
+_ordered: list[str] = []  # _known, longest first (a longer spelling before its parts)
 
 
 def is_secret_name(name: object) -> bool:
     """Does a key name look like it holds a credential?"""
-    if not isinstance(name, str):
+    if not isinstance(name, str) or not _SECRET_HINT.search(name):
         return False
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
-    segments = [s for s in re.split(r"[^a-z0-9]+", spaced) if s]
+    if len(name) > 200:
+        return _is_secret_name(name)
+    return _cached_is_secret_name(name)
+
+
+def _is_secret_name(name: str) -> bool:
+    spaced = _CAMEL.sub(r"\1_\2", name).lower()
+    segments = [s for s in _SEGMENT_SPLIT.split(spaced) if s]
     joined = "".join(segments)
     if any(word in joined for word in _SECRET_WORDS):
         return True
     if _SECRET_SEGMENTS.intersection(segments):
         return True
     return any(pair in _SECRET_PAIRS for pair in itertools.pairwise(segments))
+
+
+_cached_is_secret_name = functools.lru_cache(maxsize=4096)(_is_secret_name)
 
 
 def mask(secret: str) -> str:
@@ -87,18 +112,25 @@ def mask(secret: str) -> str:
 
 
 def register(*values: object) -> None:
-    """Remember secret values so they are scrubbed from any text we print or write."""
+    """Remember secret values so they are scrubbed from any text we print or write, in every
+    spelling they take (see `secret_forms`). Values shorter than MIN_SECRET_LENGTH are not."""
+    added = False
     for value in values:
         if not isinstance(value, str):
             continue
         text = value.strip()
         if len(text) >= MIN_SECRET_LENGTH:
-            _known.add(text)
-            _known.add(quote(text, safe=""))  # as it appears inside a URL
+            forms = forms_of(text, MIN_SECRET_LENGTH) - _known
+            if forms:
+                _known.update(forms)
+                added = True
+    if added:
+        _ordered[:] = sorted(_known, key=len, reverse=True)
 
 
 def known_secrets() -> frozenset[str]:
-    """The values registered so far (for handing a scrubber to another process)."""
+    """The values registered so far, every spelling (for handing a scrubber to another
+    process as digests)."""
     return frozenset(_known)
 
 
@@ -115,14 +147,24 @@ def register_dotenv(values: Mapping[str, str | None]) -> None:
     register(*(v for k, v in values.items() if k not in PLAIN_DOTENV_SETTINGS))
 
 
+def redact_known(text: str) -> str:
+    """The first layer: every registered value replaced, longest first."""
+    for value in _ordered:
+        if value in text:
+            text = text.replace(value, REDACTED)
+    return text
+
+
 def redact_url(text: str) -> str:
     """Replace URL passwords and secret query values (``scheme://user:***@host/db?password=***``)."""
+    if "://" not in text:
+        return text
     return _URL.sub(_redact_one_url, text)
 
 
 def _redact_one_url(match: re.Match[str]) -> str:
     rest = match["rest"]
-    head = re.split(r"[?#]", rest, maxsplit=1)[0]
+    head = _URL_QUERY_OR_FRAGMENT.split(rest, maxsplit=1)[0]
     at = head.rfind("@")
     if at < 0:
         at = rest.rfind("@")  # a password holding '?' or '#'
@@ -133,7 +175,7 @@ def _redact_one_url(match: re.Match[str]) -> str:
             at = len(user) + 1 + len(REDACTED)
     query_start = rest.find("?", max(at, 0))
     if query_start >= 0:
-        pairs = re.split(r"([&;])", rest[query_start + 1 :])
+        pairs = _QUERY_SEPARATORS.split(rest[query_start + 1 :])
         for index in range(0, len(pairs), 2):
             name, equals, _value = pairs[index].partition("=")
             if equals and is_secret_name(name):
@@ -143,61 +185,55 @@ def _redact_one_url(match: re.Match[str]) -> str:
 
 
 def redact_assignments(text: str) -> str:
-    """Replace values assigned to secret-looking names, wherever they stand in a line."""
+    """Replace values assigned to secret-looking names, wherever they stand.
+
+    Linear in the length of ``text``: the search for names resumes after each replaced value;
+    a value left alone (``null``, ``***``) is recognised from its first few characters; and
+    a multi-line value is read only where no such value was read before."""
     out: list[str] = []
-    cursor = 0
-    for match in _KEY.finditer(text):
-        if match.start() < cursor or not is_secret_name(match["key"]):
+    cursor = 0  # text before it is in `out`
+    position = 0
+    multiline_from = 0  # multi-line values read from here on only
+    while True:
+        match = _KEY.search(text, position)
+        if match is None:
+            break
+        position = match.end()
+        if not is_secret_name(match["key"]) or _left_alone(text, position):
             continue
-        start = match.end()
-        end = _value_end(text, start)
-        value = text[start:end]
-        if value.strip(_QUOTES) in _PLAIN_VALUES or value.lstrip(_QUOTES).startswith(REDACTED):
-            continue
-        if value[:1] in _QUOTES:
-            replacement = (
-                value[0]
-                + REDACTED
-                + (value[-1] if len(value) > 1 and value[-1] == value[0] else "")
-            )
-        else:
-            replacement = REDACTED
-        out += [text[cursor:start], replacement]
-        cursor = end
+        value = find_value(text, position, multiline=position >= multiline_from)
+        if value.multiline_failed:
+            multiline_from = value.scanned
+        replacement = value.opening + REDACTED + value.closing if value.opening else REDACTED
+        out += [text[cursor:position], replacement]
+        cursor = position = value.end
     out.append(text[cursor:])
     return "".join(out)
 
 
-def _value_end(text: str, start: int) -> int:
-    """A quoted value ends at its closing quote; a bare one at the end of the line, a quote, or
-    a semicolon followed by a space (``a=1; b=2``): spaces and commas do not end it."""
-    if start < len(text) and text[start] in _QUOTES:
-        quote_char = text[start]
-        index = start + 1
-        while index < len(text):
-            if text[index] == "\\":
-                index += 2
-                continue
-            if text[index] == quote_char or text[index] == "\n":
-                return index + (text[index] == quote_char)
-            index += 1
-        return len(text)
-    end = start
-    while end < len(text) and text[end] not in "\r\n'\"":
-        if text[end] == ";" and text[end + 1 : end + 2].isspace():
-            break
-        end += 1
-    return end
+def _left_alone(text: str, start: int) -> bool:
+    """A value that is already redacted or says there is none (``null``, ``None``, ``~``,
+    empty), told from its first few characters: it is never read in full."""
+    window = start + _PLAIN_LONGEST + 1
+    opening = _STRING_OPENING.match(text, start)
+    if opening:
+        inner = opening.end()
+        if text.startswith(REDACTED, inner):
+            return True
+        end = text.find(opening[1], inner, window + len(opening[0]))
+        return end >= 0 and text[inner:end] in _PLAIN_VALUES
+    if text.startswith(REDACTED, start):
+        return True
+    ending = BARE_END.search(text, start, window)
+    end = ending.start() if ending else len(text) if len(text) <= window else -1
+    return end >= 0 and text[start:end].strip() in _PLAIN_VALUES
 
 
 def redact_text(text: str) -> str:
     """All three layers on free text (log lines, error messages, YAML, CSV, JSON)."""
     if not text:
         return text
-    for value in sorted(_known, key=len, reverse=True):
-        if value in text:
-            text = text.replace(value, REDACTED)
-    return redact_assignments(redact_url(text))
+    return redact_assignments(redact_url(redact_known(text)))
 
 
 def redact_data(data: Any) -> Any:
@@ -218,81 +254,15 @@ def redact_data(data: Any) -> Any:
     return data
 
 
-@dataclass(frozen=True)
-class SecretDigests:
-    """Salted digests of the secrets the driver knows, so a trial's process can scrub them from
-    its error text and output without ever being given them (the digests travel with the
-    trial's settings; the secrets stay in the driver)."""
+def __getattr__(name: str) -> Any:
+    """The trial's scrubber and the redacting streams live in modules of their own; they are
+    still found here, where callers have always imported them from."""
+    if name == "SecretDigests":
+        from ugro_hpo.security.digests import SecretDigests
 
-    salt: bytes
-    digests: frozenset[bytes]
-    lengths: tuple[int, ...]  # longest first
+        return SecretDigests
+    if name in ("ForwardingStream", "RedactingStream"):
+        from ugro_hpo.security import streams
 
-    MAX_SCAN = 20_000  # characters of one text searched; error texts are cut shorter anyway
-
-    @classmethod
-    def of_known(cls) -> SecretDigests:
-        salt = secrets.token_bytes(16)
-        values = known_secrets()
-        return cls(
-            salt=salt,
-            digests=frozenset(_digest(salt, v) for v in values),
-            lengths=tuple(sorted({len(v) for v in values}, reverse=True)),
-        )
-
-    def scrub(self, text: str) -> str:
-        """``text`` with every known secret replaced, then the pattern layers applied."""
-        if not text:
-            return text
-        text = text[: self.MAX_SCAN]
-        for length in self.lengths:
-            index = 0
-            while index + length <= len(text):
-                if _digest(self.salt, text[index : index + length]) in self.digests:
-                    text = text[:index] + REDACTED + text[index + length :]
-                    index += len(REDACTED)
-                else:
-                    index += 1
-        return redact_text(text)
-
-
-def _digest(salt: bytes, value: str) -> bytes:
-    return hashlib.blake2b(
-        value.encode("utf-8", "surrogatepass"), key=salt, digest_size=16
-    ).digest()
-
-
-class ForwardingStream(io.TextIOBase):
-    """A text stream standing in for another (``target``): what it does not change, it asks
-    the target."""
-
-    def __init__(self, target: Any) -> None:
-        self.target = target
-
-    def __getattr__(self, name: str) -> Any:  # e.g. `buffer`, `errors`, `line_buffering`
-        return getattr(self.target, name)
-
-    def flush(self) -> None:
-        self.target.flush()
-
-    def isatty(self) -> bool:
-        return bool(self.target.isatty())
-
-    def fileno(self) -> int:
-        return int(self.target.fileno())
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return str(getattr(self.target, "encoding", "utf-8"))
-
-
-class RedactingStream(ForwardingStream):
-    """A text stream that redacts what passes through it (stdout, stderr)."""
-
-    def __init__(self, target: Any, redact: Any = None) -> None:
-        super().__init__(target)
-        self.redact = redact or redact_text
-
-    def write(self, text: str) -> int:
-        self.target.write(self.redact(text))
-        return len(text)
+        return getattr(streams, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

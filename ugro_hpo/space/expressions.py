@@ -100,8 +100,10 @@ def compile_expression(source: object, allowed_names: Collection[str]) -> Expres
             tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"is not a valid expression ({exc.msg})") from None
-    except (RecursionError, MemoryError, ValueError):
+    except (RecursionError, MemoryError):
         raise ExpressionError("is too deeply nested") from None
+    except ValueError:  # Python's own bound on the digits of an integer literal
+        raise ExpressionError(f"uses a number beyond ±{MAX_MAGNITUDE:g}") from None
     allowed = frozenset(allowed_names)
     checker = _Compiler(allowed)
     evaluate = checker.compile(tree.body, depth=1)
@@ -226,17 +228,23 @@ class _Compiler:
 
 
 def _literal(node: ast.AST) -> bool | int | float | str:
+    """A literal number or string (a negative number too), numbers within ±MAX_MAGNITUDE."""
+    value: Any
     if isinstance(node, ast.Constant) and isinstance(node.value, (bool, int, float, str)):
-        return node.value
-    if (
+        value = node.value
+    elif (
         isinstance(node, ast.UnaryOp)
         and isinstance(node.op, ast.USub)
         and isinstance(node.operand, ast.Constant)
         and isinstance(node.operand.value, (int, float))
         and not isinstance(node.operand.value, bool)
     ):
-        return -node.operand.value
-    raise ExpressionError("lists after 'in' may hold only literal numbers and strings")
+        value = -node.operand.value
+    else:
+        raise ExpressionError("lists after 'in' may hold only literal numbers and strings")
+    if isinstance(value, (int, float)) and not abs(value) <= MAX_MAGNITUDE:
+        raise ExpressionError(f"uses a number beyond ±{MAX_MAGNITUDE:g}")
+    return value
 
 
 def _check_exponent(node: ast.AST) -> None:

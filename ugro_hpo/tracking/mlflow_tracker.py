@@ -91,6 +91,7 @@ class MlflowTracker(Tracker):
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its schema-migration chatter
 
+        self._refuse_planted_links()
         if self.tracking_uri.startswith("sqlite:///"):
             Path(self.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
@@ -104,12 +105,28 @@ class MlflowTracker(Tracker):
                 self.client.restore_experiment(experiment.experiment_id)
             self.experiment_id = experiment.experiment_id
 
-    def _artifact_uri(self) -> str | None:
-        """Artifacts beside a local store; a tracking server decides for itself."""
+    def _refuse_planted_links(self) -> None:
+        """The embedded store (its database, and the artifacts folder beside it under the
+        outputs folder) is never written through a planted link (`security.paths`)."""
+        from ugro_hpo.security.paths import refuse_linked_database, refuse_links
+
+        refuse_linked_database(self.tracking_uri, "mlflow.tracking_uri")
+        folder = self._artifact_folder()
+        if folder is not None and self.artifact_location:
+            location = Path(self.artifact_location).expanduser()
+            refuse_links(location.parent, location / folder, "mlflow artifact_location")
+
+    def _artifact_folder(self) -> str | None:
         remote = self.tracking_uri.startswith(("http://", "https://", "databricks"))
         if not self.artifact_location or remote:
             return None
-        folder = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.experiment_name)
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in self.experiment_name)
+
+    def _artifact_uri(self) -> str | None:
+        """Artifacts beside a local store; a tracking server decides for itself."""
+        folder = self._artifact_folder()
+        if folder is None or not self.artifact_location:
+            return None
         return (Path(self.artifact_location).expanduser().resolve() / folder).as_uri()
 
     def _parent_key(self) -> str:
