@@ -143,6 +143,9 @@ def refuse_planted_links(plan: Plan, run_dir: Path) -> None:
     database = sqlite_file(plan.storage)
     if database is not None:
         paths["storage"] = database
+    for tracker in plan.trackers:
+        if tracker.name == "wandb":
+            paths["W&B's run files"] = tracker.dir / "wandb"
     refuse_run_paths(plan.outputs_dir, paths)
 
 

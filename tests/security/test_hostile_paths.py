@@ -31,6 +31,7 @@ PLANTED: dict[str, tuple[str, bool, list[str]]] = {
     "SQLite's write-ahead log": ("studies.db-wal", False, ["tracking=none"]),
     "the MLflow artifacts folder": ("mlartifacts", True, ["tracking=mlflow"]),
     "the MLflow database": ("mlflow.db", False, ["tracking=mlflow"]),
+    "W&B's run files": ("wandb", True, ["tracking=wandb", "wandb.mode=offline", "wandb.project=p"]),
 }
 
 

@@ -25,6 +25,7 @@ from ray.tune.search import Searcher
 
 from ugro_hpo.optimize import protocol as p
 from ugro_hpo.optimize.storage import OpenedStudy, driver_id, fail_interrupted, recover_orphans
+from ugro_hpo.security.digests import scrub_then_cut
 from ugro_hpo.security.redaction import redact_text
 from ugro_hpo.space import SearchSpace
 
@@ -341,7 +342,8 @@ class StudySearcher(Searcher):
 
 
 def _text(value: Any) -> str:
-    return redact_text(str(value)[:MAX_TEXT])[:MAX_TEXT]
+    """Scrubbed before it is cut, so a cut never leaves the first part of a secret behind."""
+    return scrub_then_cut(redact_text, str(value), MAX_TEXT)
 
 
 _RAY_KEYS = frozenset({"training_iteration", "timestamp", "time_this_iter_s", "time_total_s",

@@ -77,16 +77,17 @@ def caveat(rows: list[dict[str, Any]], varying: set[str]) -> str:
 
 def write_comparison(sweep_dir: Path, varying: set[str] | None = None) -> str:
     """Write comparison.csv and comparison.html; return the table as text (empty: no jobs)."""
-    from ugro_hpo.results.writers import write_atomic
+    from ugro_hpo.results.writers import spreadsheet_safe, write_atomic
 
     rows = job_rows(sweep_dir)
     if not rows:
         return ""
     note = caveat(rows, varying or set())
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
+    writer = csv.writer(buffer)
+    writer.writerow(COLUMNS)
+    # study names and statuses come from the jobs' files: no cell may read as a formula
+    writer.writerows([spreadsheet_safe(r[c]) for c in COLUMNS] for r in rows)
     write_atomic(sweep_dir / "comparison.csv", buffer.getvalue())
     write_atomic(sweep_dir / "comparison.html", _page(rows, _curves_png(sweep_dir, rows), note))
     return _text(rows) + (f"\nNote: {note}" if note else "")
