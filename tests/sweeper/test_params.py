@@ -43,7 +43,9 @@ SWEEPS = [
 
 
 @pytest.mark.parametrize(("sweep", "expected"), SWEEPS)
-def test_each_sweep_becomes_the_parameter_the_optuna_sweeper_gives(sweep: str, expected: dict) -> None:
+def test_each_sweep_becomes_the_parameter_the_optuna_sweeper_gives(
+    sweep: str, expected: dict
+) -> None:
     parameter = parse_params({"key": sweep}, []).parameters["key"]
     if expected.get("choices") == "any order of [1, 2]":
         assert parameter["type"] == "categorical" and sorted(parameter["choices"]) == [1, 2]
@@ -171,7 +173,9 @@ def _records(space: Any, *trials: tuple[str, dict[str, Any], list[float] | None]
 
 def test_optimization_results_has_the_optuna_sweeper_s_keys_and_names(tmp_path: Path) -> None:
     sweeps = parse_params({"+db": "choice(a, b)", "x": "interval(0, 2)"}, [])
-    one = parse_search_space({"parameters": sweeps.parameters, "objectives": [{"name": "objective"}]}, "p")
+    one = parse_search_space(
+        {"parameters": sweeps.parameters, "objectives": [{"name": "objective"}]}, "p"
+    )
     records = _records(one, ("complete", {"db": "a", "x": 1.5}, [2.25]),
                        ("failed", {"db": "b", "x": 0.0}, None),
                        ("complete", {"db": "b", "x": 0.5}, [0.25]))  # fmt: skip
