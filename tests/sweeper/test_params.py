@@ -3,7 +3,6 @@ file, the sweeper's settings and its rules for ending a sweep (no Ray: quick).""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import yaml
 from ugro_hpo.errors import ConfigError
 from ugro_hpo.space import parse_search_space
 from ugro_hpo.sweeper.guard import SweepGuard
-from ugro_hpo.sweeper.job import values_as_metrics
+from ugro_hpo.sweeper.job import UnusableReturn, values_as_metrics
 from ugro_hpo.sweeper.params import objectives, parse_params
 from ugro_hpo.sweeper.reporting import report, reporting_to
 from ugro_hpo.sweeper.results import optimization_results, write_optimization_results
@@ -142,15 +141,15 @@ def test_return_values_become_metrics() -> None:
     assert values_as_metrics(np.float32(0.5), ("loss",)) == {"loss": 0.5}
     assert values_as_metrics([1, 2.5], ("a", "b")) == {"a": 1.0, "b": 2.5}
     assert values_as_metrics({"a": 1}, ("a",)) == {"a": 1.0}
-    assert math.isnan(values_as_metrics(float("nan"), ("a",))["a"])  # refused by the trainable
-    with pytest.raises(ValueError, match="returned 3 values for 2 objective"):
-        values_as_metrics((1, 2, 3), ("a", "b"))
-    with pytest.raises(ValueError, match="one value for 2 objectives"):
-        values_as_metrics(1.0, ("a", "b"))
-    with pytest.raises(TypeError, match="not a number"):
-        values_as_metrics("fast", ("a",))
-    with pytest.raises(TypeError, match="not a number"):
-        values_as_metrics(None, ("a",))
+    for unusable, metrics, fragment in [
+        (float("nan"), ("a",), "returned nan for 'a'"),
+        ((1, 2, 3), ("a", "b"), "returned 3 values for 2 objective"),
+        (1.0, ("a", "b"), "one value for 2 objectives"),
+        ("fast", ("a",), "not a number"),
+        (None, ("a",), "not a number"),
+    ]:
+        with pytest.raises(UnusableReturn, match=fragment):
+            values_as_metrics(unusable, metrics)
 
 
 def test_report_does_nothing_outside_a_sweep_and_reaches_the_trial_inside() -> None:
@@ -235,10 +234,10 @@ def test_settings_it_cannot_use_are_one_line(settings: dict, fragment: str) -> N
     assert str(caught.value).startswith(fragment)
 
 
-def _ended(guard: SweepGuard, number: int, failed: bool) -> None:
+def _ended(guard: SweepGuard, number: int, failed: bool, error: str = "RuntimeError") -> None:
     """A trial that started and ended, as the searcher tells of it (a stored Optuna trial)."""
     state = optuna.trial.TrialState.FAIL if failed else optuna.trial.TrialState.COMPLETE
-    attrs = {"error": f"RuntimeError: trial {number} broke"} if failed else {}
+    attrs = {"error": f"{error}: trial {number} broke"} if failed else {}
     frozen = optuna.trial.create_trial(state=state, values=None if failed else [1.0],
                                        user_attrs=attrs)  # fmt: skip
     frozen.number = number
@@ -272,6 +271,15 @@ def test_max_failure_rate_judges_groups_of_n_jobs_trials_as_they_end(
         assert guard.reason is not None and guard.exit_code == 3
         assert f"max_failure_rate={rate:g} exceeded" in guard.reason
         assert "RuntimeError: trial" in guard.reason  # the error of a trial that failed
+
+
+def test_a_return_value_the_study_cannot_use_is_no_failure_of_the_app() -> None:
+    """As in the Optuna sweeper: NaN or too few values fail the trial, and the sweep goes on."""
+    guard = SweepGuard(0.0, n_jobs=1, n_trials=3)
+    _ended(guard, 0, failed=True, error="UnusableReturn")
+    assert not guard.tripped
+    _ended(guard, 1, failed=True)
+    assert guard.tripped
 
 
 def test_a_scheduler_metric_missing_from_a_trial_s_first_report_ends_the_sweep() -> None:

@@ -18,6 +18,8 @@ from typing import Any
 
 from ugro_hpo.optimize import protocol as p
 
+UNUSABLE_RETURN = "UnusableReturn:"
+"""How the error of a trial whose task function returned nothing usable begins (`job`)."""
 FAILURES_EXIT_CODE = 3
 """A sweep stopped by its trials' failures (as the command line's failure streak)."""
 
@@ -61,11 +63,13 @@ class SweepGuard:
         if trial_id not in self.started or self.tripped:
             return
         outcome = p.outcome_of(frozen)
-        failed = outcome == p.Outcome.FAILED
+        error = str(frozen.user_attrs.get(p.TRIAL_ERROR) or "no error recorded")
+        # A return value the study cannot use fails the trial, but it is no failure of the
+        # app: the Optuna sweeper does not count it either.
+        failed = outcome == p.Outcome.FAILED and not error.startswith(UNUSABLE_RETURN)
         self.ended += 1
         if failed:
             self.failed += 1
-            error = frozen.user_attrs.get(p.TRIAL_ERROR) or "no error recorded"
             self.errors.append(f"trial {frozen.number}: {error}")
         elif outcome in p.RAN:
             self.left = max(1, self.left - 1)

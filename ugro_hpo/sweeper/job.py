@@ -19,6 +19,7 @@ non-finite value fails the trial with its reason.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -162,19 +163,25 @@ def _working_directory(path: str) -> Iterator[None]:
         os.chdir(before)
 
 
+class UnusableReturn(ValueError):
+    """The task function returned, but nothing a study can use (no number, NaN, too few
+    values): the trial fails, and as in the Optuna sweeper this is no failure of the app, so
+    ``max_failure_rate`` does not count it (the failure streak does)."""
+
+
 def values_as_metrics(value: Any, metrics: tuple[str, ...]) -> dict[str, float]:
     """The task function's return value as the trial's final metrics."""
     if isinstance(value, Mapping):
         return {str(k): _number(v, str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         if len(value) != len(metrics):
-            raise ValueError(
+            raise UnusableReturn(
                 f"the task function returned {len(value)} values for {len(metrics)} "
                 "objective(s); hydra.sweeper.direction needs one direction per value"
             )
         return {m: _number(v, m) for m, v in zip(metrics, value, strict=True)}
     if len(metrics) != 1:
-        raise ValueError(
+        raise UnusableReturn(
             f"the task function returned one value for {len(metrics)} objectives; return a "
             "list with one value per direction"
         )
@@ -182,13 +189,15 @@ def values_as_metrics(value: Any, metrics: tuple[str, ...]) -> dict[str, float]:
 
 
 def _number(value: Any, name: str) -> float:
-    """A number (a NumPy or PyTorch scalar too); the trainable refuses NaN and infinities."""
+    """A finite number (a NumPy or PyTorch scalar too)."""
     if isinstance(value, bool) or value is None:
-        raise TypeError(f"the task function returned {value!r} for {name!r}, not a number")
+        raise UnusableReturn(f"the task function returned {value!r} for {name!r}, not a number")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise TypeError(
+        raise UnusableReturn(
             f"the task function returned a {type(value).__name__} for {name!r}, not a number"
         ) from None
+    if not math.isfinite(number):
+        raise UnusableReturn(f"the task function returned {number} for {name!r}")
     return number
