@@ -13,8 +13,11 @@ APPS = Path(__file__).resolve().parents[1] / "fixtures" / "hydra_apps"
 
 
 def sweep_command(app: str, sweep_dir: Path, ray_address: str | None, *overrides: str) -> list[str]:
+    """``app`` is a fixture's name, or ``name:config`` for another of its configs."""
+    app, _, config = app.partition(":")
     ray = [f"hydra.sweeper.ray.address={ray_address}"] if ray_address else []
-    return [sys.executable, str(APPS / f"{app}.py"), "-m", f"hydra.sweep.dir={sweep_dir}",
+    name = [f"--config-name={config}"] if config else []  # options before the overrides
+    return [sys.executable, str(APPS / f"{app}.py"), *name, "-m", f"hydra.sweep.dir={sweep_dir}",
             *ray, *overrides]  # fmt: skip
 
 

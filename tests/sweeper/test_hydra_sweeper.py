@@ -115,8 +115,7 @@ def test_the_custom_search_space_example_adds_parameters_and_keeps_their_plus(
 def test_the_grid_example_runs_every_point_once(
     tmp_path: Path, ray_address: str, n_trials: int, ran: int
 ) -> None:
-    result = run_sweep("sphere", tmp_path, ray_address, "--config-name=sphere_grid",
-                       "hydra/sweeper=ugro_hpo", f"hydra.sweeper.n_trials={n_trials}",
+    result = run_sweep("sphere:sphere_grid", tmp_path, ray_address, "hydra/sweeper=ugro_hpo", f"hydra.sweeper.n_trials={n_trials}",
                        "hydra.sweeper.report=false")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     rows = trial_rows(tmp_path / "sweep")
@@ -144,6 +143,7 @@ def test_sampler_options_int_intervals_plus_keys_and_no_parameters(
     xs = [r["x"] for r in trial_rows(tmp_path / "sweep")]
     assert xs and all(str(int(x)) == x for x in xs)
     # A sweep without parameters runs its jobs as they are (the Optuna sweeper does too).
+    (tmp_path / "bare").mkdir()
     bare = run_sweep("sphere", tmp_path / "bare", ray_address, "hydra/sweeper=ugro_hpo",
                      "hydra.sweeper.params=null", "hydra.sweeper.n_trials=2",
                      "hydra.sweeper.report=false")  # fmt: skip
@@ -222,7 +222,7 @@ def test_a_streak_of_failures_exits_3_even_when_any_failure_rate_is_allowed(
 ) -> None:
     result = run_sweep("sphere", tmp_path, ray_address, "hydra/sweeper=ugro_hpo", "error=true",
                        "hydra.sweeper.max_failure_rate=1.0", "hydra.sweeper.report=false",
-                       "hydra.sweeper.overrides=[max_consecutive_failures=3]")  # fmt: skip
+                       "hydra.sweeper.overrides=['max_consecutive_failures=3']")  # fmt: skip
     assert result.returncode == 3, result.stderr[-3000:]
     line = error_lines(result.stderr)[-1]
     assert "study stopped: the last 3 trials all failed" in line and "cfg.error is True" in line

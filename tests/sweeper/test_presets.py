@@ -13,7 +13,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from hydra_plugins.ugro_hpo_sweeper.config import SAMPLERS, UgroHpoSweeperConf
+from hydra_plugins.ugro_hpo_sweeper.config import SAMPLERS
 from ugro_hpo.optimize.samplers import sampler_factory
 from ugro_hpo.space import parse_search_space
 from ugro_hpo.sweeper.settings import sampler_spec
@@ -21,10 +21,11 @@ from ugro_hpo.sweeper.settings import sampler_spec
 APPS = Path(__file__).resolve().parents[1] / "fixtures" / "hydra_apps"
 
 
-def sweeper_config(*overrides: str) -> Any:
-    """``hydra.sweeper`` of the sphere app composed with ``overrides``, as the command line."""
-    with initialize_config_dir(str(APPS), version_base=None):
-        cfg = compose("sphere", overrides=["hydra/sweeper=ugro_hpo", *overrides],
+def sweeper_config(*overrides: str, app: str = "sphere") -> Any:
+    """``hydra.sweeper`` of an app composed with ``overrides``, as the command line would."""
+    where = APPS / "template" / "configs" if app == "train" else APPS
+    with initialize_config_dir(str(where), version_base=None):
+        cfg = compose(app, overrides=["hydra/sweeper=ugro_hpo", *overrides],
                       return_hydra_config=True)  # fmt: skip
     return cfg.hydra.sweeper
 
@@ -55,7 +56,7 @@ def test_each_preset_has_the_optuna_sweeper_s_default(
 
 
 def test_the_sweeper_has_the_optuna_sweeper_s_keys_and_defaults() -> None:
-    conf = OmegaConf.structured(UgroHpoSweeperConf)
+    conf = sweeper_config(app="train")  # an app whose config sets none of them
     expected = {"direction": "minimize", "storage": None, "study_name": None, "n_trials": 20,
                 "n_jobs": 2, "max_failure_rate": 0.0, "search_space": None, "params": None,
                 "custom_search_space": None}  # fmt: skip

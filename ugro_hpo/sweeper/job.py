@@ -52,9 +52,12 @@ class HydraJob(Objective):
         scheduler_metric: str | None = None,
         scheduler: str = "",
     ) -> None:
+        from ugro_hpo.sweeper.trust import config_for_workers
+
         self.hydra_context = hydra_context
         self.task_function = task_function
-        self.config = config
+        self.sweep_config = config  # as composed: the driver's only
+        self.config = config_for_workers(config)  # what the workers compose their jobs from
         self.space = space
         self.cwd = cwd
         self.hydra_state = hydra_state
@@ -63,6 +66,7 @@ class HydraJob(Objective):
         self.scheduler_metric = scheduler_metric
         self.scheduler = scheduler
         self.scrub: Callable[[str], str] | None = None  # set in the driver, by `prepare`
+        self.scrub_files = True
         # Each trial gets its own unpickled copy of this object; the sweep is known by this.
         self.sweep_id = uuid.uuid4().hex
         module = getattr(task_function, "__module__", "?")
@@ -70,8 +74,9 @@ class HydraJob(Objective):
 
     def __getstate__(self) -> dict[str, Any]:
         """What travels to the trials' workers: not ``configure`` (it runs in the driver only,
-        and its module need not be importable there) nor the driver's guard."""
-        return {**self.__dict__, "configure": None, "guard": None}
+        and its module need not be importable there), the driver's guard, or the sweep's
+        config as composed (the workers get it with the sweeper's settings redacted)."""
+        return {**self.__dict__, "configure": None, "guard": None, "sweep_config": None}
 
     @property
     def extend_trial(self) -> Any:
@@ -79,7 +84,7 @@ class HydraJob(Objective):
         suggests more parameters on the Optuna trial, which become overrides like the rest."""
         if self.configure is None:
             return None
-        return lambda trial: self.configure(self.config, trial)
+        return lambda trial: self.configure(self.sweep_config, trial)
 
     def describe(self) -> dict[str, str]:
         return {"objective": self.name}
@@ -88,8 +93,12 @@ class HydraJob(Objective):
         """In the driver, once every secret of the sweep is known: the scrubber the workers
         use (digests of the secrets, never the secrets themselves)."""
         from ugro_hpo.security.redaction import SecretDigests
+        from ugro_hpo.sweeper.trust import job_files_may_hold_secrets
 
         self.scrub = SecretDigests.of_known().scrub
+        self.scrub_files = job_files_may_hold_secrets(
+            self.sweep_config, self.space.parameters, self.space.fixed
+        )
 
     def __call__(
         self, params: dict[str, Any], report: ReportFn, context: TrialContext
@@ -110,7 +119,9 @@ class HydraJob(Objective):
             checked = _checked_report(report, self.scheduler_metric, self.scheduler)
             with reporting_to(checked), echoed(context.number):
                 returned = run_job(
-                    hydra_context=scrubbing_context(self.hydra_context, self.scrub),
+                    hydra_context=scrubbing_context(
+                        self.hydra_context, self.scrub, self.scrub_files
+                    ),
                     task_function=self.task_function,
                     config=config,
                     job_dir_key="hydra.sweep.dir",

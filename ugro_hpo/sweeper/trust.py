@@ -101,6 +101,31 @@ def check_space_file(data: Any, path: Path) -> None:
                 )
 
 
+def config_for_workers(config: Any) -> Any:
+    """The sweep's config as it travels to the trials' workers: the sweeper's own settings (a
+    storage URL's password among them) redacted, in ``hydra.sweeper`` and in the command
+    line's ``hydra.sweeper`` overrides. A job needs none of them; it is composed from the
+    app's files, those overrides and its trial's."""
+    import copy
+
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    from ugro_hpo.security.redaction import redact_data, redact_text
+
+    if config is None:
+        return None
+    redacted = copy.deepcopy(config)
+    sweeper = redact_data(OmegaConf.to_container(config.hydra.sweeper, resolve=False))
+    overrides = [
+        redact_text(o) if o.lstrip("+~").startswith(("hydra.sweeper", "hydra/sweeper")) else o
+        for o in _strings(OmegaConf.to_container(config.hydra.overrides.hydra))
+    ]
+    with read_write(redacted.hydra), open_dict(redacted.hydra):
+        redacted.hydra.sweeper = sweeper
+        redacted.hydra.overrides.hydra = overrides
+    return redacted
+
+
 def write_redacted_config(config: Any, path: Path) -> None:
     """Hydra's ``multirun.yaml`` (the sweep's config as composed, interpolations kept), with
     every secret-named value and known secret replaced."""
@@ -114,31 +139,50 @@ def write_redacted_config(config: Any, path: Path) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def job_files_may_hold_secrets(config: Any, parameters: Any, fixed: Iterable[str]) -> bool:
+    """Could a job's ``.hydra/`` files hold a secret? They are made of the sweep's config (as
+    composed, interpolations kept), its ``hydra.job.env_set`` (resolved), the fixed overrides
+    and the parameters' values: when redaction would change none of these, there is nothing
+    to scrub there, and the workers skip it (the scan costs tens of milliseconds a file)."""
+    from omegaconf import OmegaConf
+
+    from ugro_hpo.security.redaction import redact_text
+
+    try:
+        env_set = OmegaConf.to_container(config.hydra.job.env_set, resolve=True)
+        text = "\n".join([OmegaConf.to_yaml(config), repr(env_set), *fixed, repr(parameters)])
+    except Exception:  # an interpolation that cannot be resolved here: scrub to be safe
+        return True
+    return redact_text(text) != text
+
+
 # -- in the worker ---------------------------------------------------------------------------
 
 
-def scrubbing_context(hydra_context: Any, scrub: Callable[[str], str] | None) -> Any:
-    """Hydra's context for one job, its callbacks wrapped so that the job's files and log
-    records are scrubbed (Hydra writes ``.hydra/`` just before ``on_job_start``)."""
+def scrubbing_context(hydra_context: Any, scrub: Callable[[str], str] | None,
+                      files: bool = True) -> Any:  # fmt: skip
+    """Hydra's context for one job, its callbacks wrapped so that its log records (and, when
+    ``files``, the ``.hydra/`` files Hydra writes just before ``on_job_start``) are scrubbed."""
     if scrub is None:
         return hydra_context
-    callbacks = _ScrubbingCallbacks(hydra_context.callbacks, scrub)
+    callbacks = _ScrubbingCallbacks(hydra_context.callbacks, scrub, files)
     return dataclasses.replace(hydra_context, callbacks=callbacks)
 
 
 class _ScrubbingCallbacks:
     """The app's Hydra callbacks, with the scrubbing done first at each job's start."""
 
-    def __init__(self, callbacks: Any, scrub: Callable[[str], str]) -> None:
+    def __init__(self, callbacks: Any, scrub: Callable[[str], str], files: bool) -> None:
         self.callbacks = callbacks
         self.scrub = scrub
+        self.files = files
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.callbacks, name)
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
         output_dir = config.hydra.runtime.output_dir
-        if config.hydra.output_subdir is not None:
+        if self.files and config.hydra.output_subdir is not None:
             for file in sorted((Path(output_dir) / str(config.hydra.output_subdir)).glob("*.yaml")):
                 scrub_file(file, self.scrub)
         for handler in logging.getLogger().handlers:
