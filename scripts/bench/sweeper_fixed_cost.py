@@ -14,13 +14,13 @@
    process start to the first trial's result (a trivial trial ends as it starts).
 3. Trials of uneven length (peers/uneven_app.py: 8 steps, a trial lasts 8 * step_s * width / 4
    s, width 1..8), 2 at a time, FIFO for ours, at a few ``step_s``: the wall time of ours over
-   the 1.4.0rc3 sweeper's, and the mean trial length where it crosses 1 (interpolated).
+   the 1.4.0rc3 sweeper's, and the mean trial length from which ours is the quicker (where
+   straight lines fitted to each one's wall times meet).
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import statistics
 import sys
 import tempfile
@@ -110,14 +110,21 @@ def trace(marks_file: str, script: str, *args: str) -> None:
         phase_trace.mark("main returned")
 
 
-def crossover(points: list[tuple[float, float]]) -> str:
-    """The mean trial length where ours over theirs crosses 1, from (length, ratio) points."""
-    for (t0, r0), (t1, r1) in itertools.pairwise(points):
-        if r0 > 1 >= r1:
-            return f"{t0 + (r0 - 1) * (t1 - t0) / (r0 - r1):.1f} s"
-    if points and points[0][1] <= 1:
-        return f"below {points[0][0]:.1f} s"
-    return f"above {points[-1][0]:.1f} s" if points else "not measured"
+def crossover(uneven: dict[str, dict[str, float]]) -> str:
+    """The mean trial length where ours becomes the quicker: where the straight lines fitted
+    (least squares) to each sweeper's wall time over the mean trial length meet."""
+    lines = {}
+    for who in ("ugro_hpo", "rc3"):
+        xs = [run["mean_trial_s"] for run in uneven.values()]
+        ys = [run[who] for run in uneven.values()]
+        if len(xs) < 2:
+            return "not measured"
+        slope = statistics.linear_regression(xs, ys).slope
+        lines[who] = (slope, statistics.fmean(ys) - slope * statistics.fmean(xs))
+    (a, b), (c, d) = lines["ugro_hpo"], lines["rc3"]
+    if a >= c:  # ours grows as fast or faster: it is never the quicker
+        return "never, on these points"
+    return f"{(b - d) / (c - a):.0f} s (where fitted lines meet)"
 
 
 def main() -> int:
@@ -162,7 +169,9 @@ def main() -> int:
                ", ".join(f"{n} {s:.1f} s" for n, s in phases.items() if n != "before the first trial"))  # fmt: skip
     result.add("wall time ugro_hpo FIFO / Optuna sweeper 1.4.0rc3, 24 uneven trials 2 at a time",
                ", ".join(f"{r:.2f}x at a mean trial of {t:.1f} s" for t, r in points))  # fmt: skip
-    result.add("mean trial length from which ugro_hpo (FIFO) is the quicker", crossover(points))
+    result.add(
+        "mean trial length from which ugro_hpo (FIFO) is the quicker", crossover(uneven_walls)
+    )
     for name, seconds in phases.items():
         print(f"  {name}: {seconds:.2f} s")
     result.details = {"trials": args.trials, "runs": walls, "phases": phases,
@@ -171,7 +180,7 @@ def main() -> int:
     return result.finish(
         f"{setting}: ugro_hpo {ours:.1f} s, Optuna sweeper 1.4.0rc3 {theirs:.1f} s; "
         f"{phases['before the first trial']:.1f} s before the first trial; quicker from a mean "
-        f"trial of {crossover(points)}"
+        f"trial of {crossover(uneven_walls)}"
     )
 
 
