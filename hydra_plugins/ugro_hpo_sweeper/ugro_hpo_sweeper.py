@@ -27,5 +27,5 @@ class UgroHpoSweeper(Sweeper):
         self.config = config
         self.sweep_impl.setup(hydra_context, task_function, config)
 
-    def sweep(self, arguments: list[str]) -> Any:
-        return self.sweep_impl.sweep(arguments)
+    def sweep(self, arguments: list[str]) -> None:
+        self.sweep_impl.sweep(arguments)

@@ -213,8 +213,8 @@ def main() -> int:
     result.details = {
         "trials": args.trials, "seeds": args.seeds, "parallel": PARALLEL, "steps": STEPS,
         "step_s": args.step_s, "app": str(APP.name),
-        "samplers": "each sweeper's default TPE (ugro_hpo: multivariate, constant liar, 10 "
-                    "random startup trials; Optuna sweeper: Optuna's defaults), seed = seed",
+        "samplers": "each sweeper's default TPE (the Optuna sweeper's preset: 10 random "
+                    "startup trials, neither multivariate nor constant liar), seed = seed",
         "median_wall_s": {k: round(v, 2) for k, v in wall.items()},
         "median_best": best, "steps_trained": steps,
         "runs": {name: [vars(s) for s in runs] for name, runs in sweeps.items()},

@@ -19,6 +19,7 @@ from hydra.experimental.callback import Callback
 from ugro_hpo.config.compose import PROGRAM, conf_dir, register_resolvers
 from ugro_hpo.errors import UserError
 from ugro_hpo.security.redaction import ForwardingStream
+from ugro_hpo.security.startup import load_secrets  # noqa: F401  (ugro's and tests' import)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -30,20 +31,6 @@ def fail(message: str, code: int = 2) -> None:
     sys.stderr.write(f"{PROGRAM}: error: {text}\n")
     sys.stderr.flush()
     raise SystemExit(code)
-
-
-def load_secrets() -> None:
-    """Read a git-ignored `.env` in the working directory (the environment wins), and note every
-    value in it and every secret-looking variable, so they are scrubbed from all output."""
-    from dotenv import dotenv_values, load_dotenv
-
-    from ugro_hpo.security.redaction import register_dotenv, register_environment
-
-    dotenv = Path.cwd() / ".env"
-    if dotenv.is_file():
-        register_dotenv(dotenv_values(dotenv))
-        load_dotenv(dotenv, override=False)
-    register_environment()
 
 
 def main() -> None:
@@ -85,12 +72,11 @@ def _main() -> None:
     import hydra
 
     from ugro_hpo.config import schema
-    from ugro_hpo.security.credentials import check_overrides
     from ugro_hpo.security.redaction import RedactingStream
+    from ugro_hpo.security.startup import start
 
-    load_secrets()
     try:
-        check_overrides(sys.argv[1:])
+        start(sys.argv[1:])  # the same start-up as the Hydra sweeper's
     except UserError as exc:
         fail(str(exc), exc.exit_code)
     schema.register()

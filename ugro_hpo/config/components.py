@@ -17,7 +17,7 @@ def instantiate(spec: Mapping[str, Any], key: str, **kwargs: Any) -> Any:
     if not isinstance(spec, Mapping) or "_target_" not in spec:
         raise ConfigError(f"{key}: needs a '_target_' naming the class or function to build")
     try:
-        return hydra_instantiate(dict(spec), **kwargs)
+        return hydra_instantiate(dict(spec), **_execution_whitelist(spec), **kwargs)
     except InstantiationException as exc:
         cause = exc.__cause__
         if isinstance(cause, UserError):
@@ -30,6 +30,26 @@ def instantiate(spec: Mapping[str, Any], key: str, **kwargs: Any) -> Any:
         raise ConfigError(
             f"{key}: cannot build {spec['_target_']!r} ({type(exc).__name__}: {exc})"
         ) from None
+
+
+def _execution_whitelist(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Hydra 1.4 asks the caller of instantiate which targets a config may run. Ours comes from
+    the user's own command line and config files (stored, untrusted configs are rebuilt by an
+    allow-list, never through here), so it is exactly the targets that config names."""
+    import hydra.utils
+
+    if not hasattr(hydra.utils, "execution_whitelist"):  # Hydra 1.3: no such check
+        return {}
+    return {"_execution_whitelist_": tuple(sorted(set(_targets(spec))))}
+
+
+def _targets(data: Any) -> list[str]:
+    if isinstance(data, Mapping):
+        found = [str(data["_target_"])] if "_target_" in data else []
+        return found + [t for value in data.values() for t in _targets(value)]
+    if isinstance(data, (list, tuple)):
+        return [t for value in data for t in _targets(value)]
+    return []
 
 
 def check_importable(spec: Mapping[str, Any], key: str) -> None:

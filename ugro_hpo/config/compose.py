@@ -39,11 +39,22 @@ def register_resolvers() -> None:
     from ugro_hpo.config.names import check_path_name
 
     if not OmegaConf.has_resolver("ugro_path_name"):
-        OmegaConf.register_new_resolver(
-            "ugro_path_name", lambda v: check_path_name(v, "study_name")
-        )
+        _register("ugro_path_name", lambda v: check_path_name(v, "study_name"))
     if not OmegaConf.has_resolver("ugro_eval_every"):
-        OmegaConf.register_new_resolver("ugro_eval_every", default_eval_every)
+        _register("ugro_eval_every", default_eval_every)
+
+
+def _register(name: str, resolver: Any) -> None:
+    """OmegaConf 2.4 names `register_resolver` what 2.1-2.3 called `register_new_resolver`
+    (2.3's `register_resolver` is the old, string-only form; 2.4 warns on the new name)."""
+    import inspect
+
+    from omegaconf import OmegaConf
+
+    if "use_cache" in inspect.signature(OmegaConf.register_resolver).parameters:
+        OmegaConf.register_resolver(name, resolver)
+    else:
+        OmegaConf.register_new_resolver(name, resolver)
 
 
 def compose(*overrides: str) -> Any:
@@ -55,5 +66,14 @@ def compose(*overrides: str) -> Any:
 
     schema.register()
     register_resolvers()
-    with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name=PROGRAM):
+    with initialize_config_dir(str(conf_dir()), job_name=PROGRAM, **version_base()):
         return hydra_compose("config", overrides=list(overrides))
+
+
+def version_base() -> dict[str, str]:
+    """Hydra 1.3's defaults, asked for where Hydra still takes a version base (1.4 deprecates
+    the parameter, and its defaults are 1.3's)."""
+    import hydra
+
+    major, minor = (int(part) for part in hydra.__version__.split(".")[:2])
+    return {} if (major, minor) >= (1, 4) else {"version_base": "1.3"}

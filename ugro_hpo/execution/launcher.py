@@ -210,6 +210,10 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
 
     ensure_ray(plan)
     streak = FailureStreak(plan.max_consecutive_failures)
+    # An objective's own rules for ending the study (the Hydra sweeper's max_failure_rate):
+    # a listener of the trials' events with `tripped` and `reason`.
+    guard = getattr(plan.checked_objective, "guard", None)
+    guards = [guard] if guard is not None else []
     watch = InterruptWatch()
     experiment = time.strftime("%Y-%m-%d_%H-%M-%S")
     deadline = time.time() + (plan.time_budget_s or float("inf"))
@@ -230,9 +234,14 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
         n_trials=plan.n_trials,
         max_steps=plan.max_steps,
         events=_Fanout(
-            _StreakListener(streak, set()), TrackingBridge(components.trackers), progress
+            _StreakListener(streak, set()), TrackingBridge(components.trackers), progress, *guards
         ),
-        halted=lambda: streak.tripped or watch.interrupted.is_set() or time.time() > deadline,
+        halted=lambda: (
+            streak.tripped
+            or watch.interrupted.is_set()
+            or time.time() > deadline
+            or any(g.tripped for g in guards)
+        ),
         trial_logs=str(plan.ray_dir / experiment),
         extend=getattr(plan.checked_objective, "extend_trial", None),
     )
@@ -254,7 +263,12 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
     )
     plan.ray_dir.mkdir(parents=True, exist_ok=True)
     stopper = RunStopper(
-        lambda: streak.tripped or watch.interrupted.is_set() or searcher.unsatisfiable is not None
+        lambda: (
+            streak.tripped
+            or watch.interrupted.is_set()
+            or searcher.unsatisfiable is not None
+            or any(g.tripped for g in guards)
+        )
     )
     # What Tune builds from a Searcher and max_concurrent_trials, built here so that a trial
     # Tune drops is reported through the limiter like every other ending (see lost_trials).
@@ -286,6 +300,8 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
         progress.close()
     if watch.interrupted.is_set():
         outcome = Outcome("interrupted", "interrupted by a signal")
+    elif any(g.tripped for g in guards):
+        outcome = Outcome("stopped", next(g.reason for g in guards if g.tripped))
     elif streak.tripped:
         outcome = Outcome("stopped", streak.reason())
     elif searcher.unsatisfiable:

@@ -25,6 +25,8 @@ from ugro_hpo.space.search_space import (
 )
 
 DIRECTIONS = {"minimize": "minimize", "min": "minimize", "maximize": "maximize", "max": "maximize"}
+NO_PARAMETERS = "no_parameters"
+"""Metadata flag of a space with no parameters (every trial runs the same configuration)."""
 _TOP_LEVEL_KEYS = {"parameters", "constraints", "objectives", "metadata"}
 _PARAMETER_KEYS = {
     "int": {"type", "min", "max", "step", "log", "default", "condition", "description"},
@@ -88,7 +90,11 @@ def parse_search_space(data: Any, source: str) -> SearchSpace:
             f"unknown top-level key(s) {sorted(map(str, unknown))}; allowed: {sorted(_TOP_LEVEL_KEYS)}"
         )
     raw_parameters = data.get("parameters")
-    if not isinstance(raw_parameters, Mapping) or not raw_parameters:
+    # A Hydra sweep without parameters runs its jobs as they are; it says so in its metadata.
+    repeats = (
+        isinstance(data.get("metadata"), Mapping) and data["metadata"].get(NO_PARAMETERS) is True
+    )
+    if not isinstance(raw_parameters, Mapping) or (not raw_parameters and not repeats):
         raise fail("'parameters' must be a non-empty mapping of name -> definition")
 
     names = [str(n) for n in raw_parameters]

@@ -4,18 +4,25 @@ The worker gets what Hydra's own launchers use: the app's task function, Hydra's
 the sweep's config, plus Hydra's global state (its config store, with any structured configs the
 app registered, and its version base). Each trial's overrides are composed into a job config
 exactly as a multirun job's would be, and Hydra's `run_job` runs it: its own directory under
-the sweep directory with ``.hydra/``, ``hydra.job.num`` (the Optuna trial number), the app's
-logging, ``HydraConfig``, and the working-directory behaviour of the app's version base. The
-task function's return value is the trial's objective value (a number, or a list or tuple for
-several objectives); an exception or a non-finite value fails the trial with its reason.
+the sweep directory with ``.hydra/``, ``hydra.job.num`` and ``hydra.job.id`` (the Optuna trial
+number, which is the job's index as Hydra's launchers count them in a new study), the app's
+logging, ``HydraConfig``, and the working-directory behaviour of the app's version base.
+
+What the job writes of ours is scrubbed of every secret the driver knows (`trust`): the
+``.hydra/`` files before the task function starts, and every log record the app's logging
+writes to its job log. What the app prints reaches the sweep's console, a line at a time,
+prefixed with the trial number (`console`). The task function's return value is the trial's
+objective value (a number, or a list or tuple for several objectives); an exception or a
+non-finite value fails the trial with its reason.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ugro_hpo.objectives.base import Objective, ReportFn, TrialContext
@@ -41,23 +48,35 @@ class HydraJob(Objective):
         cwd: str,
         hydra_state: Any,
         configure: Any = None,
+        guard: Any = None,
+        scheduler_metric: str | None = None,
+        scheduler: str = "",
     ) -> None:
+        from ugro_hpo.sweeper.trust import config_for_workers
+
         self.hydra_context = hydra_context
         self.task_function = task_function
-        self.config = config
+        self.sweep_config = config  # as composed: the driver's only
+        self.config = config_for_workers(config)  # what the workers compose their jobs from
         self.space = space
         self.cwd = cwd
         self.hydra_state = hydra_state
         self.configure = configure  # custom_search_space: configure(cfg, trial), in the driver
+        self.guard = guard  # the driver's rules for ending the sweep (see `guard`)
+        self.scheduler_metric = scheduler_metric
+        self.scheduler = scheduler
+        self.scrub: Callable[[str], str] | None = None  # set in the driver, by `prepare`
+        self.scrub_files = True
         # Each trial gets its own unpickled copy of this object; the sweep is known by this.
         self.sweep_id = uuid.uuid4().hex
         module = getattr(task_function, "__module__", "?")
         self.name = f"hydra app {module}.{getattr(task_function, '__qualname__', task_function)}"
 
     def __getstate__(self) -> dict[str, Any]:
-        """What travels to the trials' workers: not ``configure``, which runs in the driver
-        only (its module need not be importable there)."""
-        return {**self.__dict__, "configure": None}
+        """What travels to the trials' workers: not ``configure`` (it runs in the driver only,
+        and its module need not be importable there), the driver's guard, or the sweep's
+        config as composed (the workers get it with the sweeper's settings redacted)."""
+        return {**self.__dict__, "configure": None, "guard": None, "sweep_config": None}
 
     @property
     def extend_trial(self) -> Any:
@@ -65,10 +84,21 @@ class HydraJob(Objective):
         suggests more parameters on the Optuna trial, which become overrides like the rest."""
         if self.configure is None:
             return None
-        return lambda trial: self.configure(self.config, trial)
+        return lambda trial: self.configure(self.sweep_config, trial)
 
     def describe(self) -> dict[str, str]:
         return {"objective": self.name}
+
+    def prepare(self, resources: Mapping[str, float]) -> None:
+        """In the driver, once every secret of the sweep is known: the scrubber the workers
+        use (digests of the secrets, never the secrets themselves)."""
+        from ugro_hpo.security.redaction import SecretDigests
+        from ugro_hpo.sweeper.trust import job_files_may_hold_secrets
+
+        self.scrub = SecretDigests.of_known().scrub
+        self.scrub_files = job_files_may_hold_secrets(
+            self.sweep_config, self.space.parameters, self.space.fixed
+        )
 
     def __call__(
         self, params: dict[str, Any], report: ReportFn, context: TrialContext
@@ -76,23 +106,31 @@ class HydraJob(Objective):
         from hydra.core.utils import run_job
         from omegaconf import open_dict
 
+        from ugro_hpo.sweeper.console import echoed
+        from ugro_hpo.sweeper.trust import scrubbing_context
+
         self._enter_hydra()
         overrides = self.space.overrides(params)
         with _working_directory(self.cwd):
             config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
             with open_dict(config):
-                config.hydra.job.id = f"{config.hydra.job.name}_{context.number}"
+                config.hydra.job.id = str(context.number)
                 config.hydra.job.num = context.number
-            with reporting_to(report):
+            checked = _checked_report(report, self.scheduler_metric, self.scheduler)
+            with reporting_to(checked), echoed(context.number):
                 returned = run_job(
-                    hydra_context=self.hydra_context,
+                    hydra_context=scrubbing_context(
+                        self.hydra_context, self.scrub, self.scrub_files
+                    ),
                     task_function=self.task_function,
                     config=config,
                     job_dir_key="hydra.sweep.dir",
                     job_subdir_key="hydra.sweep.subdir",
                 )
-        # An exception the app raised is raised again here, and fails the trial with its text.
-        return values_as_metrics(returned.return_value, context.metrics)
+                # An exception the app raised is raised again here (Hydra says which job on
+                # stderr first), and fails the trial with its text.
+                value = returned.return_value
+        return values_as_metrics(value, context.metrics)
 
     def _enter_hydra(self) -> None:
         """Take on the driver's Hydra state, once per worker process and sweep (doing it again
@@ -107,6 +145,23 @@ class HydraJob(Objective):
         _entered.add(self.sweep_id)
 
 
+def _checked_report(report: ReportFn, watched: str | None, scheduler: str) -> Callable[..., None]:
+    """``report`` that, at a trial's first report, raises in the app when the scheduler's
+    metric is missing (the driver has heard the report by then, and ends the sweep)."""
+    reported = False
+
+    def checked(step: int, **metrics: Any) -> None:
+        nonlocal reported
+        report(step, **metrics)
+        first, reported = not reported, True
+        if first and watched is not None and watched not in metrics:
+            from ugro_hpo.sweeper.guard import missing_metric_message
+
+            raise ValueError(missing_metric_message(scheduler, watched, sorted(metrics)))
+
+    return checked
+
+
 @contextlib.contextmanager
 def _working_directory(path: str) -> Iterator[None]:
     """The driver's working directory while the job is composed and run (relative paths in the
@@ -119,19 +174,25 @@ def _working_directory(path: str) -> Iterator[None]:
         os.chdir(before)
 
 
+class UnusableReturn(ValueError):
+    """The task function returned, but nothing a study can use (no number, NaN, too few
+    values): the trial fails, and as in the Optuna sweeper this is no failure of the app, so
+    ``max_failure_rate`` does not count it (the failure streak does)."""
+
+
 def values_as_metrics(value: Any, metrics: tuple[str, ...]) -> dict[str, float]:
     """The task function's return value as the trial's final metrics."""
     if isinstance(value, Mapping):
         return {str(k): _number(v, str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         if len(value) != len(metrics):
-            raise ValueError(
+            raise UnusableReturn(
                 f"the task function returned {len(value)} values for {len(metrics)} "
                 "objective(s); hydra.sweeper.direction needs one direction per value"
             )
         return {m: _number(v, m) for m, v in zip(metrics, value, strict=True)}
     if len(metrics) != 1:
-        raise ValueError(
+        raise UnusableReturn(
             f"the task function returned one value for {len(metrics)} objectives; return a "
             "list with one value per direction"
         )
@@ -139,13 +200,15 @@ def values_as_metrics(value: Any, metrics: tuple[str, ...]) -> dict[str, float]:
 
 
 def _number(value: Any, name: str) -> float:
-    """A number (a NumPy or PyTorch scalar too); the trainable refuses NaN and infinities."""
+    """A finite number (a NumPy or PyTorch scalar too)."""
     if isinstance(value, bool) or value is None:
-        raise TypeError(f"the task function returned {value!r} for {name!r}, not a number")
+        raise UnusableReturn(f"the task function returned {value!r} for {name!r}, not a number")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise TypeError(
+        raise UnusableReturn(
             f"the task function returned a {type(value).__name__} for {name!r}, not a number"
         ) from None
+    if not math.isfinite(number):
+        raise UnusableReturn(f"the task function returned {number} for {name!r}")
     return number

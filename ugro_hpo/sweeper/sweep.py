@@ -2,25 +2,39 @@
 runs the app as a Hydra job (`job`), and the sweep directory gets our results (summary.json,
 trials.csv, report/) and the Optuna sweeper's ``optimization_results.yaml``.
 
-Only light modules are imported here; the study's own imports happen when it runs.
+The sweep passes the same boundary as the command line (`trust`, `ugro_hpo.security.startup`),
+and ends as the command line does: one line and exit code 2 for a mistake in its input, 130
+after Ctrl-C or SIGTERM, 3 when failed trials stopped it (the failure streak, or
+``max_failure_rate``). Only light modules are imported here; the study's own imports happen
+when it runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import random
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ugro_hpo.errors import ConfigError, UserError
 from ugro_hpo.sweeper.params import SweepSpace, objectives, parse_params
+from ugro_hpo.sweeper.results import RESULTS_FILE
 
 log = logging.getLogger("ugro_hpo.sweeper")
-RESULTS_FILE = "optimization_results.yaml"
-SCHEDULERS = ("asha", "hyperband", "median", "fifo")
-TRACKING = ("none", "mlflow", "wandb", "dual")
+PROGRAM = "ugro_hpo sweeper"
+INTERRUPTED_EXIT_CODE = 130
+STOPPED_EXIT_CODE = 3
+
+
+class SweepEnded(Exception):
+    """The sweep ended without its trials (a mistake, a signal, failures): one line, a code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class HydraSweep:
@@ -44,133 +58,183 @@ class HydraSweep:
         self.task_function = task_function
         self.config = config
 
-    def sweep(self, arguments: list[str]) -> Any:
-        """Run the study; a mistake in the sweeper's input is one line and exit code 2."""
+    def sweep(self, arguments: list[str]) -> None:
+        """Run the study; how it ended is the exit code (see the module)."""
+        from ugro_hpo.security.redaction import redact_text
+        from ugro_hpo.sweeper.settings import in_sweeper_terms
+
         try:
-            return self._sweep(arguments)
-        except UserError as exc:
-            from ugro_hpo.security.redaction import redact_text
-
-            message = _in_sweeper_terms(str(exc))
-            sys.stderr.write(f"ugro_hpo sweeper: error: {redact_text(message)}\n")
+            with _redacted_console():
+                self._sweep(arguments)
+        except (UserError, SweepEnded) as exc:
+            message = in_sweeper_terms(str(exc)) if isinstance(exc, UserError) else str(exc)
+            line = redact_text(" ".join(message.split()))
+            line = "".join(c if c.isprintable() else "?" for c in line)  # no terminal escapes
+            sys.stderr.write(f"{PROGRAM}: error: {line}\n")
+            sys.stderr.flush()
             raise SystemExit(exc.exit_code) from None
+        except KeyboardInterrupt:  # Ctrl-C before the trials started (then the watch takes over)
+            sys.stderr.write(f"{PROGRAM}: error: interrupted: exiting now; rerun the same command "
+                             "to continue the study\n")  # fmt: skip
+            raise SystemExit(INTERRUPTED_EXIT_CODE) from None
 
-    def _sweep(self, arguments: list[str]) -> Any:
+    def _sweep(self, arguments: list[str]) -> None:
         from hydra.core.singleton import Singleton
-        from omegaconf import OmegaConf, open_dict
 
+        from ugro_hpo.config.plan import build_plan
         from ugro_hpo.pipeline import run
+        from ugro_hpo.sweeper import settings as st
+        from ugro_hpo.sweeper.console import forward_worker_output
+        from ugro_hpo.sweeper.guard import SweepGuard
         from ugro_hpo.sweeper.job import HydraJob
+        from ugro_hpo.sweeper.trust import begin_sweep, write_redacted_config
 
         s = self.settings
+        begin_sweep(s, self.config)  # secrets registered, credentials refused: before all else
+        st.check_settings(s)
         hydra_state = Singleton.get_state()  # the app's, for the trials' workers
-        _check_choice(s, "scheduler", SCHEDULERS)
-        _check_choice(s, "tracking", TRACKING)
-        configure = None
-        if s.get("custom_search_space"):
-            from ugro_hpo.objectives.custom import import_callable
-
-            configure = import_callable(
-                str(s["custom_search_space"]), "hydra.sweeper.custom_search_space"
-            )
+        configure = self._custom_search_space()
         space, space_data = self._space(arguments)
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
-        with open_dict(self.config):
-            self.config.hydra.sweep.dir = str(sweep_dir)  # workers have other working dirs
-        cfg = self._study_config(sweep_dir, space_data)
+        _set_sweep_dir(self.config, sweep_dir)  # workers have other working directories
+        cfg = st.study_config(s, str(self.config.hydra.job.name), sweep_dir, space_data)
+        goals = space_data["objectives"]
+        guard = SweepGuard(
+            s.get("max_failure_rate", 0.0), n_jobs=int(s.get("n_jobs", 2)),
+            n_trials=int(s.get("n_trials", 20)), scheduler_metric=st.scheduler_metric(s, goals),
+            scheduler=str(s.get("scheduler")), ran_before=self._ran_before(cfg, s),
+        )  # fmt: skip
         job = HydraJob(self.hydra_context, self.task_function, self.config, space,
-                       cwd=os.getcwd(), hydra_state=hydra_state, configure=configure)  # fmt: skip
+                       cwd=os.getcwd(), hydra_state=hydra_state, configure=configure,
+                       guard=guard, scheduler_metric=guard.scheduler_metric,
+                       scheduler=str(s.get("scheduler")))  # fmt: skip
+        build_plan(cfg, sweep_dir, job)  # every mistake found before anything is written
+        forward_worker_output()
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # Optuna's schema set-up
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        write_redacted_config(self.config, sweep_dir / "multirun.yaml")
         result = run(cfg, run_dir=str(sweep_dir), objective=job, release_ray=True)
-        write_optimization_results(sweep_dir / RESULTS_FILE, result.summary)
+        self._end(result, space, guard)
+
+    def _end(self, result: Any, space: SweepSpace, guard: Any) -> None:
+        """The results file of a sweep that ran to its end; a sweep that did not is an error."""
+        from ugro_hpo.sweeper.results import optimization_results, write_optimization_results
+
+        status = result.status
+        if status == "interrupted":
+            raise SweepEnded(
+                "interrupted: finished trials are saved; rerun the same command to continue",
+                INTERRUPTED_EXIT_CODE,
+            )
+        if status == "stopped":
+            if guard.tripped:
+                raise SweepEnded(str(guard.reason), guard.exit_code)
+            reason = result.summary.get("reason")
+            raise SweepEnded(
+                f"study stopped: {reason}; fix the cause and rerun to continue", STOPPED_EXIT_CODE
+            )
+        results = optimization_results(result.records, result.plan.search_space, space)
+        write_optimization_results(result.run_dir / RESULTS_FILE, results)
+        if "solutions" in results:
+            log.info("Number of Pareto solutions: %d", len(results["solutions"]))
+        elif results["best_params"] is None:
+            log.warning("no trial completed: %s has no best parameters", RESULTS_FILE)
+        else:
+            log.info("Best parameters: %s", results["best_params"])
+            log.info("Best value: %s", results["best_value"])
         _skip_collecting_at_exit()
-        return result
+
+    def _custom_search_space(self) -> Any:
+        reference = self.settings.get("custom_search_space")
+        if not reference:
+            return None
+        from ugro_hpo.objectives.custom import import_callable
+
+        return import_callable(str(reference), "hydra.sweeper.custom_search_space")
 
     def _space(self, arguments: list[str]) -> tuple[SweepSpace, dict[str, Any]]:
         """The search space: ``params`` and the command line's sweeps, or a UGRO file."""
+        from ugro_hpo.space.parsing import NO_PARAMETERS
+
         s = self.settings
         loader = self.hydra_context.config_loader
+        given = s.get("search_space")
+        sweeps = parse_params(s.get("params"), arguments, loader, search_space=given)
+        if given and s.get("params") is not None:
+            log.warning("hydra.sweeper.params and hydra.sweeper.search_space are both set; "
+                        "params define the search space")  # fmt: skip
+        elif given:
+            log.warning("hydra.sweeper.search_space is deprecated (as in the Optuna sweeper "
+                        "1.3); give the parameters with hydra.sweeper.params")  # fmt: skip
         if s.get("search_space_file"):
-            from ugro_hpo.space import load_search_space  # checks the file before anything runs
-
-            sweeps = parse_params(s.get("params"), arguments, loader, require=False)
             if sweeps.parameters:
                 raise ConfigError(
                     "hydra.sweeper.search_space_file: give the parameters either in the file or "
                     f"as sweeps ({', '.join(sweeps.parameters)}), not both"
                 )
-            path = Path(str(s["search_space_file"])).resolve()
-            load_search_space(path)
-            from ugro_hpo.security.limits import load_yaml
-
-            data = load_yaml(path.read_text(encoding="utf-8"), f"search space {path}")
-            sweeps.keys = {str(name): str(name) for name in data.get("parameters") or {}}
-            return sweeps, {**data, "metadata": {**(data.get("metadata") or {}), "file": str(path)}}
-        sweeps = parse_params(s.get("params"), arguments, loader)
-        data = {"parameters": sweeps.parameters,
-                "objectives": objectives(s.get("direction"), s.get("metric"))}  # fmt: skip
+            return self._space_file(Path(str(s["search_space_file"])).resolve(), sweeps)
+        data: dict[str, Any] = {"parameters": sweeps.parameters,
+                                "objectives": objectives(s.get("direction"), s.get("metric"))}  # fmt: skip
+        if not sweeps.parameters:  # every job runs the app's config as it is
+            data["metadata"] = {NO_PARAMETERS: True}
         return sweeps, data
 
-    def _study_config(self, sweep_dir: Path, space_data: dict[str, Any]) -> Any:
-        """Our config for the study, composed as the command line would, then the sweeper's
-        settings written in (values, not override strings: paths and URLs need no quoting)."""
-        from omegaconf import open_dict
+    @staticmethod
+    def _space_file(path: Path, sweeps: SweepSpace) -> tuple[SweepSpace, dict[str, Any]]:
+        """A UGRO search-space file: untrusted, so its names are checked first (`trust`)."""
+        from ugro_hpo.security.limits import load_yaml
+        from ugro_hpo.space import load_search_space
+        from ugro_hpo.sweeper.trust import check_space_file
 
-        s = self.settings
-        sampler = dict(s.get("sampler") or {"_target_": "optuna.samplers.TPESampler"})
-        seed = sampler.get("seed")
-        cfg = _compose_outside_the_app(
-            f"scheduler={s.get('scheduler', 'fifo')}",
-            f"tracking={s.get('tracking', 'none')}",
-            "objective=synthetic",  # a placeholder: the trials run the app (see `job`)
-            *[str(o) for o in s.get("overrides") or []],
-        )
-        values = {
-            "study_name": str(s.get("study_name") or self.config.hydra.job.name),
-            "outputs_dir": str(sweep_dir),
-            "n_trials": s.get("n_trials", 20),
-            "parallel_jobs": s.get("n_jobs", 2),
-            "max_steps": s.get("max_steps", 100),
-            "eval_every": s.get("grace_period", 1),
-            "resume": bool(s.get("resume", True)),
-            "report": bool(s.get("report", True)),
-            "seed": int(seed) if seed is not None else random.randrange(2**31),
-        }
-        with open_dict(cfg):
-            for key, value in values.items():
-                cfg[key] = value
-            if s.get("storage"):
-                cfg.storage = str(s["storage"])
-            else:
-                cfg.storage = f"sqlite:///{sweep_dir / 'optuna.db'}"
-            cfg.ray.address = (s.get("ray") or {}).get("address")
-            cfg.ray.num_cpus = (s.get("ray") or {}).get("num_cpus")
-            cfg.ray.autoscaler = bool((s.get("ray") or {}).get("autoscaler", False))
-            for key, value in (s.get("resources") or {}).items():
-                cfg.resources[key] = value
-            cfg.search = sampler
-            cfg.search_space = space_data
-            cfg.search_space_file = None
-            cfg.objective = {"_target_": "ugro_hpo.sweeper.job.HydraJob"}
-        return cfg
+        if not path.is_file():
+            raise ConfigError(f"hydra.sweeper.search_space_file: {path} is not a file")
+        data = load_yaml(path.read_text(encoding="utf-8"), f"search space {path}")
+        check_space_file(data, path)
+        load_search_space(path)  # the schema, the expressions, the limits
+        sweeps.keys = {str(name): str(name) for name in data.get("parameters") or {}}
+        return sweeps, {**data, "metadata": {**(data.get("metadata") or {}), "file": str(path)}}
+
+    @staticmethod
+    def _ran_before(cfg: Any, s: dict[str, Any]) -> int:
+        """Trials of a continued study that ran already (the failure rate's last group)."""
+        from ugro_hpo.sweeper.settings import failure_rate_matters
+
+        url = str(cfg.storage)
+        if not (failure_rate_matters(s) and cfg.resume):
+            return 0
+        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
+            return 0
+        from ugro_hpo.optimize.storage import open_storage, trials_that_ran
+
+        return int(trials_that_ran(open_storage(url), str(cfg.study_name)) or 0)
 
 
-# Our config's keys as the sweeper's user knows them, for error messages.
-SWEEPER_KEYS = {"n_trials": "n_trials", "parallel_jobs": "n_jobs", "max_steps": "max_steps",
-                "eval_every": "grace_period", "storage": "storage", "study_name": "study_name",
-                "search": "sampler", "seed": "sampler.seed", "resources": "resources",
-                "ray.address": "ray.address", "ray.autoscaler": "ray.autoscaler"}  # fmt: skip
+def _set_sweep_dir(config: Any, sweep_dir: Path) -> None:
+    from omegaconf import open_dict, read_write
+
+    with read_write(config.hydra), open_dict(config.hydra):
+        config.hydra.sweep.dir = str(sweep_dir)
 
 
-def _in_sweeper_terms(message: str) -> str:
-    """``n_trials: ...`` from our plan reads ``hydra.sweeper.n_trials: ...``."""
-    key, sep, rest = message.partition(":")
-    base = key.split(".", 1)[0]
-    if sep and (key in SWEEPER_KEYS or base in SWEEPER_KEYS):
-        ours = SWEEPER_KEYS.get(key) or SWEEPER_KEYS[base] + key[len(base) :]
-        return f"hydra.sweeper.{ours}:{rest}"
-    return message
+@contextlib.contextmanager
+def _redacted_console() -> Iterator[None]:
+    """While the sweep runs, what this process prints (Ray's copies of the workers' lines,
+    our log lines through Hydra's handlers) is scrubbed of every known secret."""
+    from ugro_hpo.security.redaction import RedactingStream, redact_text
+    from ugro_hpo.sweeper.trust import ScrubbingFilter
+
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(streams[0]), RedactingStream(streams[1])
+    handlers = logging.getLogger().handlers
+    added = [(h, ScrubbingFilter(redact_text)) for h in handlers]
+    for handler, scrubbing in added:
+        handler.addFilter(scrubbing)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = streams
+        for handler, scrubbing in added:
+            handler.removeFilter(scrubbing)
 
 
 def _skip_collecting_at_exit() -> None:
@@ -183,51 +247,3 @@ def _skip_collecting_at_exit() -> None:
     import gc
 
     atexit.register(gc.freeze)
-
-
-def _check_choice(settings: dict[str, Any], key: str, allowed: tuple[str, ...]) -> None:
-    if str(settings.get(key)) not in allowed:
-        raise ConfigError(
-            f"hydra.sweeper.{key}: {settings.get(key)!r}; use one of {', '.join(allowed)}"
-        )
-
-
-def _compose_outside_the_app(*overrides: str) -> Any:
-    """Compose our own config while the app's Hydra is running: Hydra's global state (the
-    app's config search path, job name and version base) is saved, cleared for the
-    composition, and put back as it was."""
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.singleton import Singleton
-
-    from ugro_hpo.config.compose import compose, register_resolvers
-
-    saved = Singleton.get_state()
-    GlobalHydra.instance().clear()
-    try:
-        return compose(*overrides)
-    finally:
-        Singleton.set_state(saved)
-        register_resolvers()  # our config's own resolvers, for when it is resolved
-
-
-def write_optimization_results(path: Path, summary: dict[str, Any]) -> None:
-    """What the Optuna sweeper writes (``name``, ``best_params``, ``best_value``; or
-    ``solutions`` with several objectives), so scripts that read it keep working."""
-    from omegaconf import OmegaConf
-
-    names = [o["name"] for o in summary.get("objectives") or []]
-    results: dict[str, Any] = {"name": "ugro_hpo"}
-    if len(names) > 1:
-        results["solutions"] = [
-            {"params": entry["params"], "values": [entry["metrics"].get(n) for n in names]}
-            for entry in summary.get("pareto_front") or []
-        ]
-    elif summary.get("best"):
-        best = summary["best"]
-        results["best_params"] = best["params"]
-        results["best_value"] = best["metrics"].get(names[0])
-    else:
-        log.warning("no trial completed: %s has no best parameters", path.name)
-        results["best_params"] = None
-        results["best_value"] = None
-    OmegaConf.save(OmegaConf.create(results), path)
