@@ -100,7 +100,7 @@ INVALID = [
     (["ray.address=not an address"], "ray.address"),
     (
         ["objective=synthetic", "search_space=binh_korn", "scheduler=asha"],
-        "scheduler=asha: ray.tune.schedulers.ASHAScheduler stops trials by one metric",
+        "scheduler: asha (ray.tune.schedulers.ASHAScheduler) stops trials by one metric",
     ),
 ]
 

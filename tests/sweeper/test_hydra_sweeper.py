@@ -287,6 +287,19 @@ def test_mistakes_in_the_sweeper_s_input_are_one_line_before_anything_is_written
     assert not (tmp_path / "sweep").exists()  # nothing written
 
 
+def test_two_directions_with_a_single_metric_scheduler_are_one_line_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    result = run_sweep("binh_korn", tmp_path, None, "hydra/sweeper=ugro_hpo", "x=range(0, 5)",
+                       "y=range(0, 3)", "hydra.sweeper.scheduler=asha", timeout=120)  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert lines[0].startswith("ugro_hpo sweeper: error: hydra.sweeper.scheduler: ")
+    assert "stops trials by one metric" in lines[0] and "choose fifo" in lines[0]
+    assert not (tmp_path / "sweep").exists()
+
+
 @pytest.mark.slow
 def test_killing_the_sweep_and_rerunning_it_finishes_the_same_study(
     tmp_path: Path, ray_address: str

@@ -37,9 +37,9 @@ def choose_scheduler(
             f"study has {objectives} objectives"
         )
     if objectives > 1 and target not in SERVES_SEVERAL_OBJECTIVES:
+        named = f"{choice} ({target})" if choice not in ("?", "(composed)") else target
         raise ConfigError(
-            f"scheduler={choice}: {target} stops trials by one metric, but the search space has "
-            f"{objectives} objectives; use scheduler=fifo or scheduler=auto (no early stopping "
-            "with several objectives)"
+            f"scheduler: {named} stops trials by one metric, but the search space has "
+            f"{objectives} objectives; choose fifo, which runs every trial to max_steps"
         )
     return dict(spec), ""

@@ -140,7 +140,8 @@ def failure_rate_matters(s: Mapping[str, Any]) -> bool:
 SWEEPER_KEYS = {"n_trials": "n_trials", "parallel_jobs": "n_jobs", "max_steps": "max_steps",
                 "eval_every": "grace_period", "storage": "storage", "study_name": "study_name",
                 "search": "sampler", "seed": "sampler.seed", "resources": "resources",
-                "ray.address": "ray.address", "ray.autoscaler": "ray.autoscaler"}  # fmt: skip
+                "ray.address": "ray.address", "ray.autoscaler": "ray.autoscaler",
+                "scheduler": "scheduler"}  # fmt: skip
 
 
 def in_sweeper_terms(message: str) -> str:
