@@ -31,10 +31,13 @@ from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
-from optuna.samplers import BaseSampler, RandomSampler, TPESampler
-from optuna.study import Study
+from optuna.samplers import BaseSampler, GPSampler, RandomSampler, TPESampler
+from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
+GP_MAX_OBSERVATIONS = 60
+"""Values ``model=gp`` fits its Gaussian process on at most (the rung's, then stopped trials'
+stand-ins): its cost grows with their cube."""
 FINAL = math.inf
 """The rung of a value a trial gave only at its end (it reported no intermediate values)."""
 _STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -48,6 +51,7 @@ class RungView:
     study: Study
     trial: FrozenTrial
     observed: int  # trials with a value at the rung
+    model: BaseSampler  # what proposes from the view
 
 
 def _infeasible(trial: FrozenTrial) -> bool:
@@ -72,26 +76,36 @@ def choose_rung(curves: Sequence[dict[float, float]], min_observations: int) -> 
 
 
 class MultiFidelitySampler(BaseSampler):
-    """TPE fitted on the study as seen at its highest well-observed rung (see the module).
+    """A model fitted on the study as seen at its highest well-observed rung (see the module).
 
     Args:
-        seed: seed of the random start-up and of TPE.
+        seed: seed of the random start-up and of the model.
         min_observations: trials a step needs before it can be the rung; ``None``: one more
             than the number of parameters (BOHB's rule), and at least 5.
-        n_ei_candidates: candidates TPE scores per proposal.
+        model: ``tpe``: Optuna's multivariate TPE, which ranks the stopped trials by how far
+            they got; ``gp``: Optuna's Gaussian process on the rung's values, stopped trials
+            standing in with the rung's worst value (at most `GP_MAX_OBSERVATIONS` values in
+            all; numeric spaces only): more sample-efficient, but an ask takes about a second
+            on two cores.
         group: let TPE model each sub-space of a conditional space on its own.
     """
 
     def __init__(self, seed: int | None = None, min_observations: int | None = None,
-                 n_ei_candidates: int = 24, group: bool = False) -> None:  # fmt: skip
+                 model: str = "tpe", group: bool = False,
+                 impute_stopped: bool = True) -> None:  # fmt: skip
+        if model not in ("gp", "tpe"):
+            raise ValueError(f"model must be tpe or gp, not {model!r}")
         with warnings.catch_warnings():  # `group` is marked experimental; choosing it is deliberate
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            self._tpe = TPESampler(seed=seed, n_startup_trials=0, n_ei_candidates=n_ei_candidates,
-                                   multivariate=True, group=group, constant_liar=True)  # fmt: skip
-            # Several objectives, or a study read as itself: Optuna's TPE as `search=tpe` has it.
+            self._tpe = TPESampler(seed=seed, n_startup_trials=0, multivariate=True, group=group,
+                                   constant_liar=True)  # fmt: skip
+            # Several objectives: Optuna's TPE as `search=tpe` has it.
             self._plain = TPESampler(seed=None if seed is None else seed + 1, multivariate=True,
                                      group=group, constant_liar=True)  # fmt: skip
+        self._gp = GPSampler(seed=seed, n_startup_trials=0)
         self._random = RandomSampler(seed=seed)
+        self.model = model
+        self.impute_stopped = impute_stopped
         self.min_observations = min_observations
         self._views: dict[int, RungView | None] = {}
         self.last_view: RungView | None = None  # what the latest proposal was fitted on
@@ -111,12 +125,30 @@ class MultiFidelitySampler(BaseSampler):
         curves = [{} if _infeasible(t) else _curve(t) for t in others]
         needed = self.min_observations
         if needed is None:
-            names = {name for t in others for name in t.distributions}
-            needed = max(5, len(names) + 1)
+            needed = max(5, len({name for t in others for name in t.distributions}) + 1)
         rung = choose_rung(curves, needed)
         if rung is None:
             return None
-        stand_ins = [_stand_in(t, curve, rung) for t, curve in zip(others, curves, strict=True)]
+        at_rung = [curve[rung] for curve in curves if rung in curve]
+        gp = self.model == "gp"
+        # A GP models values only: a trial stopped below the rung gets the rung's worst value
+        # (it was stopped for being worse), those that got furthest first, up to
+        # GP_MAX_OBSERVATIONS values in all (a GP's cost grows with their cube); the others
+        # are left out. TPE ranks every stopped trial by how far it got.
+        worst = max(at_rung) if study.direction == StudyDirection.MINIMIZE else min(at_rung)
+        stopped = sorted(
+            (i for i, (t, c) in enumerate(zip(others, curves, strict=True))
+             if c and rung not in c and t.state != TrialState.RUNNING),
+            key=lambda i: (-max(curves[i]), -others[i].number),
+        )  # fmt: skip
+        as_worst = set(stopped[: max(0, GP_MAX_OBSERVATIONS - len(at_rung))])
+        # Every stand-in names the same constraints (a GP needs that); one without is feasible.
+        names = sorted({n for t in others for n in (getattr(t, "constraints", None) or {})})
+        stand_ins = [
+            _stand_in(t, curve, rung, worst, gp=gp, as_worst=i in as_worst and self.impute_stopped,
+                      constraints={n: (t.constraints or {}).get(n, 0.0) for n in names} or None)
+            for i, (t, curve) in enumerate(zip(others, curves, strict=True))
+        ]  # fmt: skip
         stand_ins.append(create_trial(state=TrialState.RUNNING, params=trial.params,
                                       distributions=trial.distributions))  # fmt: skip
         verbosity = optuna.logging.get_verbosity()
@@ -126,9 +158,8 @@ class MultiFidelitySampler(BaseSampler):
         finally:
             optuna.logging.set_verbosity(verbosity)
         seen.add_trials(stand_ins)
-        asking = seen.get_trials(deepcopy=False)[-1]
-        observed = sum(rung in curve for curve in curves)
-        return RungView(rung=rung, study=seen, trial=asking, observed=observed)
+        return RungView(rung=rung, study=seen, trial=seen.get_trials(deepcopy=False)[-1],
+                        observed=len(at_rung), model=self._gp if gp else self._tpe)  # fmt: skip
 
     # -- BaseSampler ------------------------------------------------------------------------
 
@@ -141,7 +172,7 @@ class MultiFidelitySampler(BaseSampler):
         self.last_view = seen
         if seen is None:
             return {}
-        return self._tpe.infer_relative_search_space(seen.study, seen.trial)
+        return seen.model.infer_relative_search_space(seen.study, seen.trial)
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -153,7 +184,7 @@ class MultiFidelitySampler(BaseSampler):
         seen = self.view(study, trial)
         if seen is None:
             return {}
-        return self._tpe.sample_relative(seen.study, seen.trial, search_space)
+        return seen.model.sample_relative(seen.study, seen.trial, search_space)
 
     def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:  # fmt: skip
@@ -162,6 +193,7 @@ class MultiFidelitySampler(BaseSampler):
         seen = self.view(study, trial)
         if seen is None:
             return self._random.sample_independent(study, trial, param_name, param_distribution)
+        # A parameter outside the modelled space (a conditional one): TPE on the same view.
         return self._tpe.sample_independent(seen.study, seen.trial, param_name, param_distribution)
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
@@ -176,19 +208,25 @@ class MultiFidelitySampler(BaseSampler):
             self._plain.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:
-        self._tpe.reseed_rng()
-        self._plain.reseed_rng()
-        self._random.reseed_rng()
+        for sampler in (self._tpe, self._plain, self._gp, self._random):
+            sampler.reseed_rng()
 
 
-def _stand_in(trial: FrozenTrial, curve: dict[float, float], rung: float) -> FrozenTrial:
+def _stand_in(trial: FrozenTrial, curve: dict[float, float], rung: float, worst: float,
+              gp: bool, as_worst: bool, constraints: dict[str, float] | None) -> FrozenTrial:  # fmt: skip
     """``trial`` as the view at ``rung`` holds it."""
-    common: dict[str, Any] = {"params": trial.params, "distributions": trial.distributions}
-    if _infeasible(trial):
-        return create_trial(state=TrialState.PRUNED, constraints=trial.constraints, **common)
+    common: dict[str, Any] = {"params": trial.params, "distributions": trial.distributions,
+                              "constraints": constraints}  # fmt: skip
+    if _infeasible(trial):  # no value of its own: the rung's worst, beside its constraints
+        return create_trial(state=TrialState.COMPLETE, value=worst, **common)
     if rung in curve:
         return create_trial(state=TrialState.COMPLETE, value=curve[rung], **common)
     steps = [s for s in curve if s != FINAL]
+    if steps and gp:  # a GP's view: running ones are pending, stopped ones worst (or left out)
+        if trial.state == TrialState.RUNNING:
+            return create_trial(state=TrialState.RUNNING, **common)
+        if as_worst:
+            return create_trial(state=TrialState.COMPLETE, value=worst, **common)
     if steps:  # stopped (or still running) below the rung: ranked by how far it got
         last = max(steps)
         return create_trial(state=TrialState.PRUNED,
