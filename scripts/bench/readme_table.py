@@ -14,7 +14,7 @@ import sys
 from benchlib import OUT_DIR, ROOT
 
 BENCHMARKS = ("overhead", "startup", "fixed_cost", "sample_efficiency", "ask_latency", "early_stopping", "lora_throughput",
-              "trial_memory", "hydra_sweeper")  # fmt: skip
+              "trial_memory", "hydra_sweeper", "multi_fidelity")  # fmt: skip
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 
 
