@@ -14,7 +14,7 @@ import sys
 from benchlib import OUT_DIR, ROOT
 
 BENCHMARKS = ("overhead", "startup", "fixed_cost", "sample_efficiency", "ask_latency", "infeasible_learning", "early_stopping", "lora_throughput",
-              "trial_memory", "hydra_sweeper", "sweeper_fixed_cost")  # fmt: skip
+              "trial_memory", "hydra_sweeper", "sweeper_fixed_cost", "multi_fidelity")  # fmt: skip
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 
 

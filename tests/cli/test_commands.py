@@ -43,7 +43,7 @@ def probe(args: list[str], cwd: Path):
 def test_help_lists_groups_and_options(tmp_path: Path) -> None:
     result, heavy = probe(["--help"], tmp_path)
     assert result.returncode == 0
-    for line in ("search: auto, cmaes, gp, grid, nsga2, qmc, random, tpe", "scheduler: asha, auto, fifo, hyperband, median",
+    for line in ("search: auto, cmaes, gp, grid, multi_fidelity, nsga2, qmc, random, tpe", "scheduler: asha, auto, fifo, hyperband, median",
                  "objective: custom, lora, synthetic"):  # fmt: skip
         assert line in result.stdout
     assert heavy == []
