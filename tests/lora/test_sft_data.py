@@ -239,26 +239,26 @@ def test_a_packed_row_gives_each_example_the_logits_it_gets_alone(tiny, tokenize
 
 
 def test_packing_is_refused_in_one_line_where_the_model_cannot_keep_examples_apart(tiny) -> None:
-    from transformers import AutoConfig, MambaConfig
+    from transformers import AutoConfig, AutoModelForCausalLM, JambaConfig, MambaConfig, OPTConfig
 
     assert packing_problem(AutoConfig.from_pretrained(tiny.path)) is None  # Llama
-    problem = packing_problem(MambaConfig(hidden_size=16, num_hidden_layers=1))
-    assert problem and "does not build its attention mask from position ids" in problem
+    no_mask = packing_problem(MambaConfig(hidden_size=16, num_hidden_layers=1))
+    assert no_mask and "does not build its attention mask from position ids" in no_mask
+    hybrid = packing_problem(JambaConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                         num_key_value_heads=1, attn_layer_period=2, attn_layer_offset=1))  # fmt: skip
+    assert hybrid and "layers, whose state would carry one packed example into the next" in hybrid
     model, tokenizer = tiny.load("cpu")
     check_packing(model, "cpu", len(tokenizer))  # the tiny Llama passes the worker's check
-
-    class DropsPositions(torch.nn.Module):  # a model that ignores where examples start
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = model
-
-        def forward(self, input_ids, position_ids=None):
-            return self.inner(input_ids=input_ids)
-
+    # OPT passes the driver's check but computes its positions from the attention mask, so the
+    # worker's check on the loaded model refuses it.
+    opt_config = OPTConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           ffn_dim=64, word_embed_proj_dim=32)  # fmt: skip
+    assert packing_problem(opt_config) is None
+    opt = AutoModelForCausalLM.from_config(opt_config)
     with pytest.raises(
         ConfigError, match=r"dataset.packing=true: this model lets packed examples see"
     ):
-        check_packing(DropsPositions(), "cpu", len(tokenizer))
+        check_packing(opt, "cpu", 300)
 
 
 # -- sources and templates ----------------------------------------------------------------------
@@ -318,3 +318,22 @@ def test_pydoc_qa_is_built_offline_the_same_every_time(tokenizer) -> None:
     assert prompt.startswith("### Question:\nWhat does the ") and len(answer) >= 20
     data = first.batches(tokenizer)
     assert data.prompts[0].reference == held_out[0][1]
+
+
+@pytest.mark.gpu
+def test_a_packed_row_keeps_its_examples_apart_on_cuda(tiny, tokenizer) -> None:
+    """The same on the GPU's attention kernels, under the trial's autocast."""
+    from ugro_hpo.lora.models import half_dtype
+
+    model, _ = tiny.load("cuda")
+    model.eval()
+    check_packing(model, "cuda", len(tokenizer))
+    source = ChatSource(path=str(SFT / "chats.jsonl"), seq_len=256, packing=True, seed=0)
+    batch = source.batches(tokenizer).stream(1, seed=0).next()
+    inputs = batch.to("cuda")
+    with torch.no_grad(), torch.autocast(device_type="cuda", dtype=half_dtype()):
+        packed = model(input_ids=inputs["input_ids"], position_ids=inputs["position_ids"]).logits
+        starts = [i for i, p in enumerate(inputs["position_ids"][0].tolist()) if p == 0]
+        a, b = starts[1], starts[2]
+        alone = model(input_ids=inputs["input_ids"][:, a:b]).logits
+    torch.testing.assert_close(packed[:, a:b].float(), alone.float(), atol=0.05, rtol=0.05)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FIXTURES, REPO
-from lora_support import ALL_LINEAR, untrained_tiny  # noqa: F401  (the `tiny` fixture)
+from conftest import FIXTURES, REPO, run_cli
+from lora_support import ALL_LINEAR, CHAT_TEMPLATE, untrained_tiny  # noqa: F401  (`tiny`)
 
 from ugro_hpo.errors import ConfigError
 from ugro_hpo.lora.generation import exact_match, generate, generation_metrics, token_f1
@@ -176,3 +176,35 @@ def test_a_stored_sft_study_passes_the_allow_list(overrides: list[str], tmp_path
     assert checked["dataset"]["_target_"] == config["objective"]["dataset"]["_target_"]
     rebuilt = build_objective(checked, outputs_dir=tmp_path)
     assert type(rebuilt.dataset).__name__ == config["dataset"]["_target_"].rsplit(".", 1)[1]
+
+
+@pytest.mark.gpu
+def test_a_packed_chat_trial_on_cuda_in_four_bits(tiny) -> None:
+    pytest.importorskip("bitsandbytes", reason="needs the quant extra (bitsandbytes)")
+    from ugro_hpo.lora.models import PretrainedModel
+
+    quantized = PretrainedModel(tiny.name_or_path, quantization="4bit", gradient_checkpointing=True,
+                                target_modules=ALL_LINEAR, chat_template=CHAT_TEMPLATE)  # fmt: skip
+    chats = ChatSource(path=str(SFT / "chats.jsonl"), packing=True, eval_fraction=0.2, seed=0)
+    objective = LoraObjective(quantized, chats, generate_eval_n=4, generate_max_new_tokens=8)
+    objective.prepare({"gpu": 1})
+    metrics = objective({"batch_size": 4, "loraplus_lr_ratio": 16.0}, lambda step, **m: None,
+                        context(resources={"cpu": 1, "gpu": 1}))  # fmt: skip
+    assert math.isfinite(metrics["eval_loss"]) and 0.0 <= metrics["eval_exact_match"] <= 1.0
+    assert metrics["gpu_memory_peak_mb"] > 0
+
+
+def test_packing_a_model_that_cannot_pack_is_one_line_before_anything_runs(tmp_path: Path) -> None:
+    from transformers import MambaConfig
+
+    MambaConfig(hidden_size=16, num_hidden_layers=1).save_pretrained(tmp_path / "mamba")
+    done = run_cli("model=hf", f"model.name_or_path={tmp_path / 'mamba'}", "dataset=pydoc_qa",
+                   "dataset.packing=true", "tracking=none", f"outputs_dir={tmp_path / 'out'}",
+                   cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"ugro_hpo: error: dataset.packing=true: the 'mamba' model does not build its attention "
+        f"mask from position ids, so packed examples would attend to each other (model "
+        f"{tmp_path / 'mamba'}); set dataset.packing=false to pad instead"
+    ]
+    assert not (tmp_path / "out").exists()
