@@ -8,6 +8,7 @@ check costs its own time and no other's.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -32,6 +33,7 @@ GRACE_S = 10.0  # a study given Ctrl-C gets this long to stop Ray before it is k
 MEMORY_TOLERANCE_MIB = 64.0
 THROUGHPUT_TARGET = 0.95  # as scripts/bench/lora_throughput.py: the trial within 5% of bare peft
 ALL_LINEAR = "[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]"
+SFT_FIXTURES = ROOT / "tests" / "fixtures" / "sft"  # a JSONL of conversations, a chat template
 
 SPACE = """\
 # gpu-check's search space: only the learning rate and dropout vary, so every trial trains the
@@ -76,6 +78,15 @@ STUDIES = {
     "four_bit": Study("four_bit", ("model=hf", "model.quantization=4bit", "model.gradient_checkpointing=true",
                                    f"model.target_modules={ALL_LINEAR}", "resources.gpu=0.5", "parallel_jobs=2",
                                    "max_steps=20", "eval_every=10"), 2, tiny=False),
+    # Chat SFT on the tiny Llama through model=hf (its saved tokenizer has no chat template, so
+    # the study gives one), loaded in 4 bits, with greedy generation scored at the end.
+    "sft_chat": Study("sft_chat", ("model=hf", "model.quantization=4bit", "model.gradient_checkpointing=true",
+                                   f"model.target_modules={ALL_LINEAR}", "dataset=chat",
+                                   f"dataset.path={SFT_FIXTURES / 'chats.jsonl'}",
+                                   f"dataset.chat_template={SFT_FIXTURES / 'chat_template.jinja'}",
+                                   "dataset.eval_fraction=0.2", "objective.generate_eval_n=4",
+                                   "objective.generate_max_new_tokens=16", "resources.gpu=0.5",
+                                   "parallel_jobs=2", "max_steps=20", "eval_every=10"), 2, tiny=False),
     "gpu1": Study("gpu1", _rate("1", 1), 8),
     "gpu2": Study("gpu2", _rate("0.5", 2), 8),
 }  # fmt: skip
@@ -329,6 +340,23 @@ def four_bit(ctx: Context) -> tuple[str, dict[str, Any]]:
     return figure, {"probe": loaded, "study_seconds": result["seconds"]}
 
 
+def sft_chat_four_bit(ctx: Context) -> tuple[str, dict[str, Any]]:
+    """A chat SFT study in 4 bits: a chat template given, loss on assistant tokens, exact match."""
+    if not ctx.model_path:
+        ctx.model_path = probe("model", ["--cache", str(MODELS)], ctx)["path"]
+    result, _ = run_study("sft_chat", ctx)
+    with (ctx.out / "runs" / "sft_chat" / "trials.csv").open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r["state"] == "complete"]
+    missing = [k for k in ("eval_loss", "eval_token_accuracy", "eval_exact_match", "eval_token_f1")
+               if not rows or k not in rows[0]]  # fmt: skip
+    if missing:
+        raise CheckFailed(f"study sft_chat: trials.csv lacks {missing}")
+    figure = (f"2/2 chat trials complete in 4 bits in {result['seconds']:.0f} s; eval loss "
+              + ", ".join(f"{float(r['eval_loss']):.2f}" for r in rows) + "; exact match "
+              + ", ".join(r["eval_exact_match"] for r in rows))  # fmt: skip
+    return figure, {"trials": rows, "study_seconds": result["seconds"]}
+
+
 def throughput_vs_bare_peft(ctx: Context) -> tuple[str, dict[str, Any]]:
     """The trial's training loop against a bare peft loop on the GPU, tokens per second."""
     # Judged on a ~100M Llama, where the GPU sets the pace as it does for real models; on the
@@ -392,6 +420,7 @@ CHECKS = (
     Check("four_trials_share_gpu", 120, four_trials_share_gpu, ("gpu4", "nvidia-smi every 0.25 s")),
     Check("memory_returns", 150, memory_returns, ("memory", "nvidia-smi every 0.1 s")),
     Check("four_bit", 120, four_bit, ("scripts/gpu/probes.py four-bit --model <tiny model>", "four_bit")),
+    Check("sft_chat_four_bit", 120, sft_chat_four_bit, ("sft_chat",)),
     Check("throughput_vs_bare_peft", 150, throughput_vs_bare_peft, ("scripts/gpu/probes.py throughput --size larger --steps 60 --repeats 3",
                                                                     "scripts/gpu/probes.py throughput --size tiny")),
     Check("trials_per_hour", 150, trials_per_hour, ("gpu1", "gpu2", "(gpu4 from four_trials_share_gpu)")),

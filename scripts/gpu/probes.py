@@ -79,7 +79,7 @@ def four_bit(path: str) -> dict:
     hp = Hyperparameters(batch_size=4)
     peft_model = get_peft_model(base, lora_config(hp, quantized.target_modules))
     blocks = PydocTopics(seq_len=32, max_train_chunks=32, max_eval_chunks=4).blocks(tokenizer)
-    run = TrainingRun(blocks=blocks, max_steps=5, evaluation_steps=[5], seed=0, device="cuda",
+    run = TrainingRun(data=blocks, max_steps=5, evaluation_steps=[5], seed=0, device="cuda",
                       amp_dtype=quantized.amp_dtype("cuda"))  # fmt: skip
     metrics = train(peft_model, hp, run, report=lambda step, **m: None)
     return {
@@ -136,7 +136,7 @@ def throughput(size: str, steps: int, batch_size: int, repeats: int) -> dict:
 
     def trial() -> float:
         hp = Hyperparameters(batch_size=batch_size, learning_rate=lr)
-        run = TrainingRun(blocks=blocks, max_steps=steps, evaluation_steps=[steps], seed=0,
+        run = TrainingRun(data=blocks, max_steps=steps, evaluation_steps=[steps], seed=0,
                           device="cuda", amp_dtype=amp)  # fmt: skip
         metrics = train(fresh_model(objective).cuda(), hp, run, lambda step, **m: None)
         return metrics["train_tokens_per_s"]

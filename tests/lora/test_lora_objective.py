@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import FIXTURES
+from lora_support import ALL_LINEAR, untrained_tiny  # noqa: F401  (the `tiny` fixture)
 
 from ugro_hpo.errors import ConfigError
 from ugro_hpo.lora.data import HubDataset, PydocTopics, TextFiles
 from ugro_hpo.lora.models import PretrainedModel, TinyLlama
 from ugro_hpo.lora.training import (
-    BatchStream,
     Hyperparameters,
     TrainingRun,
     build_lr_scheduler,
@@ -25,24 +25,6 @@ from ugro_hpo.lora.training import (
 )
 from ugro_hpo.objectives.base import TrialContext
 from ugro_hpo.objectives.lora import LoraObjective
-
-ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyLlama:
-    """The tiny Llama without pre-training: what these tests check (adapter shapes, optimiser
-    settings, reports, clean-up) needs no trained weights, and pre-training costs half a minute
-    of the default suite; the studies that need a trained model (slow tests) use
-    `tiny_model_cache`."""
-    model = TinyLlama(
-        cache_dir=str(tmp_path_factory.mktemp("untrained")),
-        pretrain_steps=0,
-        seed=42,
-        target_modules=ALL_LINEAR,
-    )
-    model.prepare(gpu=0)
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +146,7 @@ def run_training(tiny, blocks, steps=4, evaluation_steps=(2, 4), **values):
     )
     reports: list[tuple[int, dict]] = []
     run = TrainingRun(
-        blocks=blocks,
+        data=blocks,
         max_steps=steps,
         evaluation_steps=list(evaluation_steps),
         seed=0,
@@ -183,7 +165,7 @@ def test_batch_size_and_gradient_accumulation_set_what_each_step_sees(tiny, bloc
     )
     train_shapes = [s for s in shapes if s[0] == 5]
     assert len(train_shapes) == 3 * 2  # three optimiser steps of two micro-batches of five
-    assert BatchStream(blocks.train, 7, 0).next().shape == (7, 32)
+    assert blocks.stream(7, 0).next().inputs["input_ids"].shape == (7, 32)
 
 
 def test_max_grad_norm_clips_the_update(tiny, blocks) -> None:
@@ -197,11 +179,14 @@ def test_max_grad_norm_clips_the_update(tiny, blocks) -> None:
     assert change(1e-6) < 1e-4 < change(None)
 
 
-def test_reports_eval_loss_perplexity_and_train_loss_at_each_evaluation(tiny, blocks) -> None:
+def test_reports_eval_loss_perplexity_accuracy_and_train_loss_at_each_evaluation(
+    tiny, blocks
+) -> None:
     _, metrics, reports, _ = run_training(tiny, blocks, steps=4, evaluation_steps=(2, 4))
     assert [step for step, _ in reports] == [2, 4]
     for _, m in reports:
-        assert set(m) == {"eval_loss", "eval_perplexity", "train_loss"}
+        assert set(m) == {"eval_loss", "eval_perplexity", "eval_token_accuracy", "train_loss"}
+        assert 0.0 <= m["eval_token_accuracy"] <= 1.0
         assert m["eval_perplexity"] == pytest.approx(math.exp(m["eval_loss"]))
     assert metrics["eval_loss"] == min(m["eval_loss"] for _, m in reports)
     assert metrics["train_tokens_per_s"] > 0
@@ -309,14 +294,16 @@ def test_building_the_tiny_model_says_what_it_does_as_it_goes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A first run builds the model before any trial: it must not look hung."""
-    from ugro_hpo.lora import models
+    from ugro_hpo.lora import tiny_build
 
-    monkeypatch.setattr(models, "PROGRESS_EVERY_S", 0.0)  # a line per step instead of every 15 s
+    monkeypatch.setattr(
+        tiny_build, "PROGRESS_EVERY_S", 0.0
+    )  # a line per step instead of every 15 s
     small = TinyLlama(cache_dir=str(tmp_path), vocab_size=300, hidden_size=16, intermediate_size=32,
                       num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
                       max_position_embeddings=32, pretrain_steps=3, pretrain_seq_len=16,
                       pretrain_batch_size=2)  # fmt: skip
-    with caplog.at_level("INFO", logger="ugro_hpo.lora.models"):
+    with caplog.at_level("INFO", logger="ugro_hpo.lora"):
         small.prepare(gpu=0)
         small.prepare(gpu=0)  # built: found in the cache, says nothing
     said = [r.getMessage() for r in caplog.records]

@@ -1,9 +1,9 @@
-"""Text for fine-tuning, tokenised into fixed-length blocks with a deterministic train/eval split.
+"""Data sources for fine-tuning, and plain text tokenised into fixed-length blocks.
 
 Sources are config-group options (`dataset`): Python's own help texts (offline everywhere),
-a dataset from the Hugging Face hub or saved with ``save_to_disk``, or plain text files.
-Constructing a source is cheap; the text is read and tokenised inside a trial, once per worker
-process.
+a dataset from the Hugging Face hub or saved with ``save_to_disk``, or plain text files; the
+instruction and chat sources are in `ugro_hpo.lora.sft_data`. Constructing a source is cheap;
+the data is read and tokenised inside a trial, once per worker process.
 """
 
 from __future__ import annotations
@@ -13,12 +13,24 @@ import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ugro_hpo.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
+
+    from ugro_hpo.lora.batches import Batch
+
+
+class BatchSource(Protocol):
+    """What a trial trains and evaluates on."""
+
+    def stream(self, batch_size: int, seed: int) -> Any:
+        """Training batches (``.next()``) in a seeded order, the same for every trial."""
+
+    def eval_batches(self) -> list[Batch]:
+        """The held-out batches every evaluation runs over."""
 
 
 @dataclass
@@ -32,8 +44,36 @@ class TokenBlocks:
     def seq_len(self) -> int:
         return int(self.train.shape[1])
 
+    def stream(self, batch_size: int, seed: int) -> Any:
+        from ugro_hpo.lora.batches import BlockStream
 
-class TextSource(ABC):
+        return BlockStream({"input_ids": self.train}, batch_size, seed)
+
+    def eval_batches(self) -> list[Batch]:
+        from ugro_hpo.lora.batches import EVAL_BATCH_SIZE, text_batch
+
+        return [text_batch(self.eval[i : i + EVAL_BATCH_SIZE])
+                for i in range(0, len(self.eval), EVAL_BATCH_SIZE)]  # fmt: skip
+
+
+class DataSource(ABC):
+    """A dataset option: where the data comes from and how a trial gets its batches."""
+
+    name = "data"
+    supervised = False
+    """Has completions to learn (instruction, chat): generation can be scored against them."""
+
+    @abstractmethod
+    def check(self) -> None:
+        """On the driver, before any trial: the data loads (one line now, not an error in
+        every trial)."""
+
+    @abstractmethod
+    def batches(self, tokenizer: Any) -> BatchSource:
+        """What a trial trains and evaluates on, tokenised with ``tokenizer`` (cached)."""
+
+
+class TextSource(DataSource):
     """A corpus with a deterministic split; subclasses say where the documents come from."""
 
     name = "text"
@@ -86,6 +126,9 @@ class TextSource(ABC):
         field is one line now, not a failure in every trial; a hub download lands in the
         cache once, instead of in every trial at the same time)."""
         self.split()
+
+    def batches(self, tokenizer: Any) -> BatchSource:
+        return self.blocks(tokenizer)
 
     def blocks(self, tokenizer: Any) -> TokenBlocks:
         """Tokenised blocks (cached per tokenizer in this process)."""

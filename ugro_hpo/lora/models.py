@@ -11,9 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +57,7 @@ class PretrainedModel:
         trust_remote_code: bool = False,
         revision: str | None = None,
         target_modules: list[str] | None = None,
+        chat_template: str | None = None,
     ) -> None:
         if not name_or_path:
             raise ConfigError(
@@ -77,6 +76,7 @@ class PretrainedModel:
         self.trust_remote_code = bool(trust_remote_code)
         self.revision = revision
         self.target_modules = list(target_modules) if target_modules else None
+        self.chat_template = chat_template  # for a tokenizer that has none of its own
 
     @property
     def name(self) -> str:
@@ -112,17 +112,7 @@ class PretrainedModel:
         config says so) has a GPU to run on."""
         if self.gpu_only and gpu <= 0:
             raise ConfigError(f"{self.gpu_only}; set resources.gpu=1 on a machine with a GPU")
-        from transformers import AutoConfig
-
-        try:
-            config = AutoConfig.from_pretrained(
-                self.name_or_path, revision=self.revision, trust_remote_code=self.trust_remote_code
-            )
-        except (OSError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(
-                f"model.name_or_path: cannot load {self.name_or_path!r} ({first})"
-            ) from None
+        config = self.config()
         quantized = getattr(config, "quantization_config", None)
         if quantized and gpu <= 0:
             method = (
@@ -132,6 +122,35 @@ class PretrainedModel:
                 f"model {self.name_or_path} is stored quantised ({method}) and needs a CUDA "
                 "GPU; set resources.gpu=1 on a machine with a GPU"
             )
+
+    def config(self) -> Any:
+        """The model's transformers config (read from the hub cache or the model's folder)."""
+        from transformers import AutoConfig
+
+        try:
+            return AutoConfig.from_pretrained(
+                self.name_or_path, revision=self.revision, trust_remote_code=self.trust_remote_code
+            )
+        except (OSError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                f"model.name_or_path: cannot load {self.name_or_path!r} ({first})"
+            ) from None
+
+    def tokenizer(self) -> Any:
+        """The model's tokenizer, with a pad token (EOS when it has none) and ``chat_template``
+        when it has no template of its own."""
+        from transformers import AutoTokenizer
+
+        quiet_transformers()
+        tokenizer = AutoTokenizer.from_pretrained(
+            self.name_or_path, revision=self.revision, trust_remote_code=self.trust_remote_code
+        )
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if self.chat_template and not getattr(tokenizer, "chat_template", None):
+            tokenizer.chat_template = self.chat_template
+        return tokenizer
 
     def torch_dtype(self, device: str) -> Any:
         """The weights' dtype: float32 on CPU; on a GPU bf16 where it computes in bf16, else fp16."""
@@ -156,7 +175,7 @@ class PretrainedModel:
     def load(self, device: str) -> tuple[Any, Any]:
         """Model (on ``device``, ready for k-bit training or gradient checkpointing) and tokenizer."""
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         quiet_transformers()
         dtype = self.torch_dtype(device)
@@ -182,11 +201,7 @@ class PretrainedModel:
         model = AutoModelForCausalLM.from_pretrained(self.name_or_path, **kwargs)
         if not device.startswith("cuda"):
             model.to(device)  # type: ignore[arg-type]  # transformers' stub types the wrong argument
-        tokenizer = AutoTokenizer.from_pretrained(
-            self.name_or_path, revision=self.revision, trust_remote_code=self.trust_remote_code
-        )
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer = self.tokenizer()
         if self.quantization:
             from peft import prepare_model_for_kbit_training
 
@@ -227,6 +242,7 @@ class TinyLlama(PretrainedModel):
         pretrain_lr: float = 3e-3,
         seed: int = 0,
         target_modules: list[str] | None = None,
+        chat_template: str | None = None,
     ) -> None:
         self.settings = {
             "vocab_size": vocab_size,
@@ -246,7 +262,8 @@ class TinyLlama(PretrainedModel):
             raise ConfigError("model.pretrain_seq_len: must not exceed max_position_embeddings")
         digest = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:12]
         path = Path(cache_dir).expanduser().resolve() / f"tiny-llama-{digest}"
-        super().__init__(str(path), dtype="float32", target_modules=target_modules)
+        super().__init__(str(path), dtype="float32", target_modules=target_modules,
+                         chat_template=chat_template)  # fmt: skip
 
     @property
     def name(self) -> str:
@@ -271,128 +288,6 @@ class TinyLlama(PretrainedModel):
                      "a busy machine); later studies find it in %s", self.path.parent)  # fmt: skip
         with FileLock(str(self.path) + ".lock"):
             if not (self.path / "config.json").is_file():
+                from ugro_hpo.lora.tiny_build import build_tiny_llama
+
                 build_tiny_llama(self.path, **self.settings)
-
-
-def pretraining_corpus() -> list[str]:
-    """Docstrings of Python's standard library: offline everywhere, and not the fine-tuning text."""
-    import ast
-    import sysconfig
-
-    texts = []
-    for source in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
-        try:
-            tree = ast.parse(source.read_text(encoding="utf-8"))
-        except (SyntaxError, UnicodeDecodeError, OSError):
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                doc = ast.get_docstring(node)
-                if doc and len(doc) > 40:
-                    texts.append(doc)
-    if len(texts) < 100:
-        raise RuntimeError("too few standard-library docstrings to pre-train the tiny model")
-    return texts
-
-
-def build_tokenizer(texts: list[str], vocab_size: int) -> Any:
-    """A byte-level BPE tokenizer trained on ``texts`` (no download)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    core.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="</s>"
-    )
-
-
-PROGRESS_EVERY_S = 15.0
-"""How often the tiny model's build says how far it is (a first run must not look hung)."""
-
-
-def build_tiny_llama(path: Path, **settings: Any) -> None:
-    """Build the tiny Llama, pre-train it on docstrings, and save model and tokenizer at ``path``."""
-    import time
-
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from ugro_hpo.lora.data import to_blocks
-
-    quiet_transformers()
-    started = time.time()
-    texts = pretraining_corpus()
-    tokenizer = build_tokenizer(texts, settings["vocab_size"])
-    log.info("tiny Llama: tokenizer trained on %d docstrings (%.0f s); pre-training next",
-             len(texts), time.time() - started)  # fmt: skip
-    torch.manual_seed(settings["seed"])
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=settings["hidden_size"],
-        intermediate_size=settings["intermediate_size"],
-        num_hidden_layers=settings["num_hidden_layers"],
-        num_attention_heads=settings["num_attention_heads"],
-        num_key_value_heads=settings["num_key_value_heads"],
-        max_position_embeddings=settings["max_position_embeddings"],
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    model = LlamaForCausalLM(config)
-    blocks = to_blocks(texts, tokenizer, settings["pretrain_seq_len"], None)
-    steps, batch = settings["pretrain_steps"], settings["pretrain_batch_size"]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings["pretrain_lr"], weight_decay=0.01)
-    warmup = max(1, steps // 20)
-
-    def schedule(step: int) -> float:
-        return (
-            min(1.0, (step + 1) / warmup)
-            * 0.5
-            * (1 + math.cos(math.pi * min(step, steps) / max(steps, 1)))  # pretrain_steps=0 too
-        )
-
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    generator = torch.Generator().manual_seed(settings["seed"])
-    model.train()
-    loss_value = float("nan")
-    said = training_started = time.time()
-    for step in range(steps):
-        if step and time.time() - said >= PROGRESS_EVERY_S:
-            said = time.time()
-            left = (said - training_started) / step * (steps - step)
-            log.info("tiny Llama: pre-training step %d/%d, loss %.2f, about %.0f s left",
-                     step, steps, loss_value, left)  # fmt: skip
-        rows = torch.randint(0, len(blocks), (batch,), generator=generator)
-        batch_ids = blocks[rows]
-        loss = model(input_ids=batch_ids, labels=batch_ids).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        lr_schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss_value = float(loss.detach())
-
-    staging = path.with_name(path.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    info = {**settings, "pretrain_final_loss": loss_value, "pretrain_seconds": round(time.time() - started, 1),
-            "corpus": "Python standard library docstrings", "blocks": len(blocks)}  # fmt: skip
-    (staging / "ugro_pretraining.json").write_text(json.dumps(info, indent=2))
-    staging.rename(path)
-    log.info(
-        "built the tiny Llama in %.0f s (pre-training loss %.2f): %s",
-        info["pretrain_seconds"],
-        loss_value,
-        path,
-    )

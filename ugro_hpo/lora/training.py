@@ -2,7 +2,8 @@
 
 A plain PyTorch loop (no Trainer): each knob maps to one visible place in the code, the loop
 adds nothing between steps but the evaluations it reports, and its throughput is that of a
-bare peft loop.
+bare peft loop. It runs on any `BatchSource`: blocks of text, or padded or packed
+instruction and chat examples whose labels say where the loss is.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from ugro_hpo.errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
-    from ugro_hpo.lora.data import TokenBlocks
+    from ugro_hpo.lora.batches import Batch
+    from ugro_hpo.lora.data import BatchSource
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
                  "constant_with_warmup", "inverse_sqrt", "cosine_with_min_lr")  # fmt: skip
-EVAL_BATCH_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Hyperparameters:
     use_rslora: bool = False
     use_dora: bool = False
     learning_rate: float = 2e-4
+    loraplus_lr_ratio: float | None = None  # LoRA+: the B matrices learn this many times faster
     batch_size: int = 8
     gradient_accumulation_steps: int = 1
     warmup_ratio: float = 0.0
@@ -82,6 +84,12 @@ class Hyperparameters:
         for key in ("learning_rate", "lora_alpha"):
             if key in v and not float(v[key]) > 0:
                 raise ConfigError(f"{key}: must be positive, got {v[key]}")
+        if v.get("loraplus_lr_ratio") is not None:
+            ratio = v["loraplus_lr_ratio"]
+            if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio >= 1:
+                raise ConfigError(f"loraplus_lr_ratio: a number >= 1 (or null for plain "
+                                  f"LoRA), got {ratio!r}")  # fmt: skip
+            v["loraplus_lr_ratio"] = float(ratio)
         return cls(**v)
 
     def as_dict(self) -> dict[str, Any]:
@@ -127,9 +135,29 @@ def lora_config(hp: Hyperparameters, target_modules: Any) -> Any:
 
 
 def build_optimizer(model: torch.nn.Module, hp: Hyperparameters) -> torch.optim.Optimizer:
-    """Weight decay on matrices only (not on biases, norms or DoRA magnitudes)."""
+    """Weight decay on matrices only (not on biases, norms or DoRA magnitudes); with
+    ``loraplus_lr_ratio``, peft's LoRA+ optimizer instead (its own parameter groups: the B
+    matrices at ``learning_rate * loraplus_lr_ratio``)."""
     import torch
 
+    optimizer_class: type[torch.optim.Optimizer]
+    options: dict[str, Any]
+    if hp.optimizer_type == "sgd":
+        optimizer_class, options = torch.optim.SGD, {"momentum": hp.momentum}
+    else:
+        optimizer_class = torch.optim.AdamW if hp.optimizer_type == "adamw" else torch.optim.Adam
+        options = {"betas": (hp.beta1, hp.beta2)}
+    if hp.loraplus_lr_ratio is not None:
+        from peft.optimizers import create_loraplus_optimizer
+
+        return create_loraplus_optimizer(
+            model,  # type: ignore[arg-type]  # a PeftModel; typed as its base class here
+            optimizer_class,
+            lr=hp.learning_rate,
+            loraplus_lr_ratio=hp.loraplus_lr_ratio,
+            loraplus_weight_decay=hp.weight_decay,
+            **options,
+        )
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
     for parameter in model.parameters():
@@ -138,10 +166,7 @@ def build_optimizer(model: torch.nn.Module, hp: Hyperparameters) -> torch.optim.
     groups = [{"params": decay, "weight_decay": hp.weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
-    if hp.optimizer_type == "sgd":
-        return torch.optim.SGD(groups, lr=hp.learning_rate, momentum=hp.momentum)
-    optimizer_class = torch.optim.AdamW if hp.optimizer_type == "adamw" else torch.optim.Adam
-    return optimizer_class(groups, lr=hp.learning_rate, betas=(hp.beta1, hp.beta2))
+    return optimizer_class(groups, lr=hp.learning_rate, **options)
 
 
 def build_lr_scheduler(
@@ -156,48 +181,17 @@ def build_lr_scheduler(
     )
 
 
-class BatchStream:
-    """Training blocks in a seeded random order, reshuffled each epoch (same order for every trial)."""
-
-    def __init__(self, blocks: torch.Tensor, batch_size: int, seed: int) -> None:
-        import torch
-
-        self.blocks = blocks
-        self.batch_size = batch_size
-        self.generator = torch.Generator().manual_seed(seed)
-        self.order = torch.randperm(len(blocks), generator=self.generator)
-        self.position = 0
-
-    def next(self) -> torch.Tensor:
-        import torch
-
-        parts, count = [], 0
-        while count < self.batch_size:
-            if self.position == len(self.order):
-                self.order = torch.randperm(len(self.blocks), generator=self.generator)
-                self.position = 0
-            take = min(self.batch_size - count, len(self.order) - self.position)
-            parts.append(self.order[self.position : self.position + take])
-            self.position += take
-            count += take
-        return self.blocks[torch.cat(parts)]
-
-
-def evaluate(model: Any, blocks: torch.Tensor, device: str, amp_dtype: Any) -> float:
-    """Mean next-token loss over the eval blocks."""
+def evaluate(model: Any, batches: list[Batch], device: str, amp_dtype: Any) -> tuple[float, float]:
+    """Mean loss and next-token accuracy over the tokens that carry loss in the eval batches."""
     import torch
 
+    from ugro_hpo.lora.batches import loss_and_accuracy
+
     model.eval()
-    total, count = 0.0, 0
     with torch.no_grad(), _autocast(device, amp_dtype):
-        for start in range(0, len(blocks), EVAL_BATCH_SIZE):
-            batch = blocks[start : start + EVAL_BATCH_SIZE].to(device)
-            loss = model(input_ids=batch, labels=batch).loss
-            tokens = batch.shape[0] * (batch.shape[1] - 1)
-            total += float(loss) * tokens
-            count += tokens
+        loss, accuracy = loss_and_accuracy(model, batches, device)
     model.train()
-    return total / count
+    return loss, accuracy
 
 
 def _autocast(device: str, dtype: Any) -> Any:
@@ -214,7 +208,7 @@ def _autocast(device: str, dtype: Any) -> Any:
 class TrainingRun:
     """What a training run needs besides the model."""
 
-    blocks: TokenBlocks
+    data: BatchSource
     max_steps: int
     evaluation_steps: list[int]
     seed: int
@@ -230,8 +224,10 @@ def train(
 ) -> dict[str, float]:
     """Train for up to ``max_steps`` optimiser steps, evaluating and reporting as planned.
 
-    Returns the metrics of the best evaluation (early stopping keeps the best, as a final
-    run would), plus the training throughput.
+    The micro-batches of a step are weighed by the tokens that carry loss in each, so a step's
+    loss is the mean over all of them (padded batches of unequal length, too). Returns the
+    metrics of the best evaluation (early stopping keeps the best, as a final run would), plus
+    the training throughput in real (non-padding) tokens per second.
     """
     import torch
 
@@ -239,7 +235,8 @@ def train(
     scheduler = build_lr_scheduler(optimizer, hp, run.max_steps)
     scaler = torch.amp.GradScaler("cuda") if run.amp_dtype == torch.float16 else None
     trainable = [p for p in model.parameters() if p.requires_grad]
-    stream = BatchStream(run.blocks.train, hp.batch_size, run.seed)
+    stream = run.data.stream(hp.batch_size, run.seed)
+    eval_batches = run.data.eval_batches()
     evaluations = set(run.evaluation_steps)
     best: dict[str, float] | None = None
     since_best, train_count, tokens = 0, 0, 0
@@ -248,16 +245,17 @@ def train(
     model.train()
     for step in range(1, run.max_steps + 1):
         started = time.perf_counter()
-        for _ in range(hp.gradient_accumulation_steps):
-            batch = stream.next().to(run.device)
+        micro = [stream.next() for _ in range(hp.gradient_accumulation_steps)]
+        targets = sum(batch.targets for batch in micro)
+        for batch in micro:
             with _autocast(run.device, run.amp_dtype):
-                loss = model(input_ids=batch, labels=batch).loss / hp.gradient_accumulation_steps
+                loss = model(**batch.to(run.device)).loss * (batch.targets / targets)
             (scaler.scale(loss) if scaler else loss).backward()
             # Summed on the device and read at evaluations: reading it every step would make
             # the CPU wait for the GPU at every step.
-            train_sum = train_sum + loss.detach().float() * hp.gradient_accumulation_steps
-            train_count += 1
-            tokens += batch.numel()
+            train_sum = train_sum + loss.detach().float()
+            tokens += batch.tokens
+        train_count += 1
         if scaler:
             scaler.unscale_(optimizer)
         if hp.max_grad_norm:
@@ -272,10 +270,11 @@ def train(
         train_seconds += time.perf_counter() - started
         if step not in evaluations:
             continue
-        eval_loss = evaluate(model, run.blocks.eval, run.device, run.amp_dtype)
+        eval_loss, accuracy = evaluate(model, eval_batches, run.device, run.amp_dtype)
         metrics = {
             "eval_loss": eval_loss,
             "eval_perplexity": math.exp(min(eval_loss, 50.0)),
+            "eval_token_accuracy": accuracy,
             "train_loss": float(train_sum) / max(train_count, 1),
         }
         train_sum, train_count = 0.0, 0

@@ -2,9 +2,12 @@
 
 A trial loads the base model (cached on local disk, so a reload is cheap), wraps it with the
 trial's LoRA configuration, trains for ``max_steps`` optimiser steps, and reports
-``eval_loss``, ``eval_perplexity`` and ``train_loss`` at every evaluation so schedulers can
-stop it early. Nothing of a trial outlives it: the model, optimiser and adapter are dropped
-and memory is released before the worker takes the next trial.
+``eval_loss``, ``eval_perplexity``, ``eval_token_accuracy`` and ``train_loss`` at every
+evaluation so schedulers can stop it early. On instruction or chat data,
+``generate_eval_n`` held-out prompts are completed greedily at the end and scored
+(``eval_exact_match``, ``eval_token_f1``). Nothing of a trial outlives it: the model,
+optimiser and adapter are dropped and memory is released before the worker takes the next
+trial.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ugro_hpo.errors import ConfigError
-from ugro_hpo.lora.data import TextSource
+from ugro_hpo.lora.data import DataSource
 from ugro_hpo.lora.models import PretrainedModel
 from ugro_hpo.lora.training import LR_SCHEDULERS, OPTIMIZERS, Hyperparameters
 from ugro_hpo.objectives.base import Objective, ReportFn, TrialContext
@@ -22,6 +25,7 @@ from ugro_hpo.space import SearchSpace
 
 log = logging.getLogger(__name__)
 _KNOWN_CHOICES = {"optimizer_type": OPTIMIZERS, "lr_scheduler_type": LR_SCHEDULERS}
+GENERATION_METRICS = frozenset({"eval_exact_match", "eval_token_f1"})
 
 
 class LoraObjective(Objective):
@@ -29,25 +33,43 @@ class LoraObjective(Objective):
 
     name = "lora"
     parameters = Hyperparameters.names()
-    metrics = frozenset({"eval_loss", "eval_perplexity", "train_loss"})
+    metrics = GENERATION_METRICS | {"eval_loss", "eval_perplexity", "eval_token_accuracy",
+                                     "train_loss"}  # fmt: skip
     uses_gpu = True
 
     def __init__(
         self,
         model: PretrainedModel,
-        dataset: TextSource,
+        dataset: DataSource,
         fixed: Mapping[str, Any] | None = None,
         save_adapter: bool = False,
         keep_adapters: int = 3,
+        generate_eval_n: int = 0,
+        generate_max_new_tokens: int = 64,
     ) -> None:
         if not isinstance(model, PretrainedModel):
             raise ConfigError(
                 "objective.model: choose a model option (model=tiny_llama, model=hf, ...)"
             )
-        if not isinstance(dataset, TextSource):
+        if not isinstance(dataset, DataSource):
             raise ConfigError(
                 "objective.dataset: choose a dataset option (dataset=pydoc_topics, ...)"
             )
+        for key, value, low in (("generate_eval_n", generate_eval_n, 0),
+                                ("generate_max_new_tokens", generate_max_new_tokens, 1)):  # fmt: skip
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"objective.{key}: a whole number >= {low}, got {value!r}")
+        if generate_eval_n and not dataset.supervised:
+            raise ConfigError(
+                f"objective.generate_eval_n: dataset {dataset.name} has no completions to "
+                "compare with; use dataset=instruction, chat or pydoc_qa, or set it to 0"
+            )
+        self.generate_eval_n = generate_eval_n
+        self.generate_max_new_tokens = generate_max_new_tokens
+        # Generation metrics come once, at the end: intermediate reports cannot carry them.
+        self.reports_every_metric = not generate_eval_n
+        self.dataset_summary: str | None = None
+        self._packing_checked: set[str] = set()
         self.model = model
         self.dataset = dataset
         self.gpu_only = model.gpu_only  # a quantised model cannot run without a GPU
@@ -59,6 +81,15 @@ class LoraObjective(Objective):
 
     def check(self, space: SearchSpace) -> None:
         super().check(space)
+        wanted = [m for m in space.metric_names if m in GENERATION_METRICS]
+        if wanted and not self.generate_eval_n:
+            raise ConfigError(
+                f"search space {space.source}: {wanted} come from generating completions; set "
+                "objective.generate_eval_n=N (held-out examples to complete at the end)"
+            )
+        if space.metric_names and space.metric_names[0] in GENERATION_METRICS:
+            log.warning("%s is measured once, at the end of a trial: early stopping cannot use "
+                        "it (list eval_loss first to stop poor trials early)", space.metric_names[0])  # fmt: skip
         for parameter in space.parameters:
             allowed = _KNOWN_CHOICES.get(parameter.name)
             if allowed and parameter.choices:
@@ -77,13 +108,29 @@ class LoraObjective(Objective):
             )
 
     def describe(self) -> dict[str, str]:
-        return {"objective": self.name, "model": self.model.name, "dataset": self.dataset.name}
+        described = {"objective": self.name, "model": self.model.name, "dataset": self.dataset.name}
+        if self.dataset_summary:
+            described["dataset_examples"] = self.dataset_summary
+        return described
 
     def prepare(self, resources: Mapping[str, float]) -> None:
         """Build or check the base model and load the dataset once, on the driver, before any
-        trial."""
+        trial. Instruction and chat data are tokenised here too, so a missing template, a
+        model that cannot pack, or a split left empty by truncation is one line now, and the
+        counts of truncated and dropped examples are said once."""
         self.model.prepare(gpu=float(resources.get("gpu", 0)))
         self.dataset.check()
+        if not self.dataset.supervised:
+            return
+        from ugro_hpo.lora.sft_data import SftSource
+
+        assert isinstance(self.dataset, SftSource)
+        if self.dataset.packing:
+            from ugro_hpo.lora.packing import refuse_unpackable
+
+            refuse_unpackable(self.model.config(), self.model.name)
+        self.dataset_summary = self.dataset.batches(self.model.tokenizer()).describe()
+        log.info("dataset %s: %s", self.dataset.name, self.dataset_summary)
 
     def __call__(
         self, params: dict[str, Any], report: ReportFn, context: TrialContext
@@ -101,10 +148,15 @@ class LoraObjective(Objective):
         torch.manual_seed(context.seed)
 
         base, tokenizer = self.model.load(device)
-        blocks = self.dataset.blocks(tokenizer)
+        data = self.dataset.batches(tokenizer)
+        if getattr(self.dataset, "packing", False) and self.model.name not in self._packing_checked:
+            from ugro_hpo.lora.packing import check_packing
+
+            check_packing(base, device, len(tokenizer))  # once per worker and model
+            self._packing_checked.add(self.model.name)
         model = get_peft_model(base, lora_config(hp, self.model.target_modules))
         run = TrainingRun(
-            blocks=blocks,
+            data=data,
             max_steps=context.max_steps,
             evaluation_steps=context.evaluation_steps(),
             seed=context.seed,
@@ -114,6 +166,12 @@ class LoraObjective(Objective):
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         metrics = train(model, hp, run, report)
+        if self.generate_eval_n:
+            from ugro_hpo.lora.generation import generation_metrics
+
+            prompts = data.prompts[: self.generate_eval_n]  # type: ignore[attr-defined]
+            metrics.update(generation_metrics(model, tokenizer, prompts, device,
+                                              self.generate_max_new_tokens))  # fmt: skip
         if device == "cuda":  # what a trial needs, to decide how many share a card
             metrics["gpu_memory_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
         if self.save_adapter:

@@ -61,7 +61,19 @@ _MODEL = {
     "trust_remote_code": Arg("bool"),
     "revision": Arg("str", nullable=True),
     "target_modules": Arg("str_list", nullable=True),
+    "chat_template": Arg("str", nullable=True),
 }
+_SFT_SOURCE = {
+    "seq_len": Arg("int", 8, 1 << 17),
+    "eval_fraction": Arg("float", 0.0, 1.0),
+    "loss_on": Arg("str"),
+    "packing": Arg("bool"),
+    "max_train_examples": Arg("int", 1, _SIZE, nullable=True),
+    "max_eval_examples": Arg("int", 1, _SIZE, nullable=True),
+    "seed": Arg("int", 0, 2**32 - 1),
+}
+_ROWS = {"path": Arg("str"), "name": Arg("str", nullable=True), "train_split": Arg("str"),
+         "eval_split": Arg("str", nullable=True), **_SFT_SOURCE}  # fmt: skip
 MODELS = dict(
     [
         _cls("ugro_hpo.lora.models.PretrainedModel", name_or_path=Arg("str"), **_MODEL),
@@ -81,6 +93,7 @@ MODELS = dict(
             pretrain_lr=Arg("float", 0.0, 1.0),
             seed=Arg("int", 0, 2**32 - 1),
             target_modules=Arg("str_list", nullable=True),
+            chat_template=Arg("str", nullable=True),
         ),
     ]
 )
@@ -97,6 +110,20 @@ DATASETS = dict(
             eval_split=Arg("str", nullable=True),
             **_TEXT_SOURCE,
         ),
+        _cls("ugro_hpo.lora.sft_data.PydocQA", **_SFT_SOURCE),
+        _cls(
+            "ugro_hpo.lora.sft_data.InstructionSource",
+            prompt_field=Arg("str"),
+            completion_field=Arg("str"),
+            template=Arg("str", nullable=True),
+            **_ROWS,
+        ),
+        _cls(
+            "ugro_hpo.lora.sft_data.ChatSource",
+            messages=Arg("str"),
+            chat_template=Arg("str", nullable=True),
+            **_ROWS,
+        ),
     ]
 )
 OBJECTIVES = dict(
@@ -108,6 +135,8 @@ OBJECTIVES = dict(
             fixed=Arg("mapping", nullable=True),
             save_adapter=Arg("bool"),
             keep_adapters=Arg("int", 0, 1000),
+            generate_eval_n=Arg("int", 0, 100_000),
+            generate_max_new_tokens=Arg("int", 1, 1 << 17),
         ),
         _cls(
             "ugro_hpo.objectives.synthetic.SyntheticObjective",
