@@ -171,7 +171,7 @@ def test_api_keys_cannot_come_from_the_config(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["api_key", "WANDB_API_KEY", "hf_token", "RAY_AUTH_TOKEN", "MLFLOW_TRACKING_PASSWORD", "db_passwd",
+    "name", ["api_key", "WANDB_API_KEY", "hf_token", "token", "github_token", "RAY_AUTH_TOKEN", "MLFLOW_TRACKING_PASSWORD", "db_passwd",
              "client_secret", "privateKey", "aws_access_key_id", "credentials", "session_key", "Authorization"],
 )  # fmt: skip
 def test_secret_names_are_recognised(name: str) -> None:
@@ -180,10 +180,20 @@ def test_secret_names_are_recognised(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["lora_r", "eval_loss", "max_tokens", "train_tokens_per_s", "tokenizer", "authors", "keyword"],
-)
+    ["lora_r", "eval_loss", "max_tokens", "train_tokens_per_s", "tokenizer", "authors", "keyword",
+     "eval_token_accuracy", "eval_token_f1", "token_count"],  # measures of tokens, not tokens
+)  # fmt: skip
 def test_ordinary_names_are_left_alone(name: str) -> None:
     assert not is_secret_name(name)
+
+
+def test_a_redacted_number_in_a_mapping_keeps_the_mapping_readable() -> None:
+    import json
+
+    text = json.dumps({"api_token": 123456789, "eval_token_accuracy": 0.5, "x": 1}, indent=2)
+    redacted = redact_text(text)
+    assert "123456789" not in redacted and '"eval_token_accuracy": 0.5,' in redacted
+    assert redact_text('{"api_token": 123456789, "x": 1}') == '{"api_token": ***, "x": 1}'
 
 
 def test_redaction_of_data_urls_and_text() -> None:

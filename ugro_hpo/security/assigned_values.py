@@ -3,7 +3,8 @@
 The value may be written in any Python or JSON literal shape: a quoted string with or without
 a prefix (``b'...'``, ``r"..."``, ``u'...'``, ``f'...'``, ``rb"..."``), triple-quoted, a list,
 tuple, set or mapping (``['a', 'b']``, ``("a",)``, ``{"k": "v"}``, nested, across lines), or a
-bare word running to the end of the line.
+bare word running to the end of the line (or to the next quoted key, the comma before that key
+left out: ``{"api_token": 12, "x": 1}`` stays a mapping).
 
 Every scan is a compiled pattern whose repetitions cannot overlap (possessive), so it costs
 time linear in what it reads. A value that may span lines (a triple-quoted string, brackets)
@@ -29,6 +30,7 @@ _BRACKET_TOKEN = re.compile(
     r"""|'(?:[^\\\n']++|\\.)*+'?|"(?:[^\\\n"]++|\\.)*+"?|[\[\](){}]"""
 )
 BARE_END = re.compile(r"[\r\n'\"]|;(?=\s)")
+_SEPARATOR_BEFORE_KEY = re.compile(r",\s*+$")
 _OPENERS = "[({"
 _CLOSERS = ")]}"
 
@@ -61,6 +63,10 @@ def find_value(text: str, start: int, multiline: bool = True) -> Value:
         return _bracketed(text, start, multiline)
     match = BARE_END.search(text, start)
     end = match.start() if match else len(text)
+    if match and text[end] in "'\"":  # the next key of a mapping: its separator is not the value's
+        separator = _SEPARATOR_BEFORE_KEY.search(text, start, end)
+        if separator:
+            return Value(start, separator.start(), end)
     return Value(start, end, end)
 
 

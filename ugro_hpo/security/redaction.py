@@ -50,6 +50,10 @@ _SECRET_WORDS = (
 )
 # ... and whole name segments that do (so `hf_token` is a secret, `max_tokens` is not).
 _SECRET_SEGMENTS = {"token", "pwd", "cookie"}
+_MEASURES = {"accuracy", "acc", "f1", "count", "counts", "length", "len", "loss", "rate", "ratio",
+             "precision", "recall", "budget", "limit", "share", "fraction"}  # fmt: skip
+"""A segment after ``token`` that makes the name a measure of tokens (``eval_token_accuracy``,
+``token_count``), not a credential."""
 _SECRET_PAIRS = {
     ("api", "key"),
     ("private", "key"),
@@ -96,7 +100,8 @@ def _is_secret_name(name: str) -> bool:
     joined = "".join(segments)
     if any(word in joined for word in _SECRET_WORDS):
         return True
-    if _SECRET_SEGMENTS.intersection(segments):
+    measured = {a for a, b in itertools.pairwise(segments) if b in _MEASURES}
+    if _SECRET_SEGMENTS.intersection(segments) - measured:
         return True
     return any(pair in _SECRET_PAIRS for pair in itertools.pairwise(segments))
 
