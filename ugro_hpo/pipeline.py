@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ugro_hpo.config.plan import Plan, build_plan, describe
+from ugro_hpo.config.plan import LiveParts, Plan, describe, plan_and_parts
 
 log = logging.getLogger("ugro_hpo")
 # pandas is Ray Tune's heaviest import that is not Ray's (about 0.4 s), and Ray starts without it.
@@ -71,14 +71,14 @@ def run(
     started = time.time()
     release_ray = release_ray and not ray_in_use()
     given_run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
-    plan = build_plan(cfg, given_run_dir, objective)
+    plan, parts = plan_and_parts(cfg, given_run_dir, objective)
     # resources.gpu: auto decided, and a trial no node can run refused (Ray would wait for ever)
     plan = settle(plan, placement_capacity(plan), plan.ray_autoscaler)
     if plan.dry_run:
         print("Plan (dry run, nothing was run or written):\n" + describe(plan), flush=True)
         return StudyResult(plan=plan, status="dry_run")
 
-    refuse_planted_links(plan, given_run_dir)
+    refuse_planted_links(plan, given_run_dir, parts)
     from ugro_hpo.execution.launcher import build_components, run_trials, start_ray, stop_ray
     from ugro_hpo.lazy import Ahead
     from ugro_hpo.optimize.storage import open_storage, open_study, trials_that_ran
@@ -98,7 +98,7 @@ def run(
         log.info("continuing study %s: %d trials ran, target %d, %d to run, %d at a time (for a "
                  "new study: study_name=... or resume=false)", plan.study_name, ran, plan.n_trials,
                  plan.n_trials - ran, plan.parallel_jobs)  # fmt: skip
-    objective = plan.checked_objective
+    objective = parts.objective
     objective.prepare(plan.resources)
     # While Ray starts (seconds spent mostly waiting for its processes), modules the study needs
     # later are imported on another thread: the database layer Optuna's storage loads on first
@@ -108,7 +108,7 @@ def run(
     ahead = Ahead(lambda: _load_ahead(plan))
     start_ray(plan)  # a cluster that cannot be joined, or lacks what a trial asks for, fails here
     ahead.result()
-    components = build_components(plan)
+    components = build_components(plan, parts)
     trackers = components.trackers
     trackers.connect()
     opened = open_study(plan, storage)  # opens (and creates) the database when not open yet
@@ -134,7 +134,7 @@ def run(
                 ray_released.result()
 
 
-def refuse_planted_links(plan: Plan, run_dir: Path) -> None:
+def refuse_planted_links(plan: Plan, run_dir: Path, parts: LiveParts) -> None:
     """Nothing of the run is written through a link planted under the outputs folder (see
     `ugro_hpo.security.paths`); checked before anything is written."""
     from ugro_hpo.security.paths import refuse_run_paths, sqlite_file
@@ -144,7 +144,7 @@ def refuse_planted_links(plan: Plan, run_dir: Path) -> None:
     database = sqlite_file(plan.storage)
     if database is not None:
         paths["storage"] = database
-    for tracker in plan.trackers:
+    for tracker in parts.trackers:
         if tracker.name == "wandb":
             paths["W&B's run files"] = tracker.dir / "wandb"
     refuse_run_paths(plan.outputs_dir, paths)

@@ -70,19 +70,25 @@ class Plan:
     scheduler_reason: str = ""  # what scheduler=auto chose (empty for other schedulers)
     gpu_auto: bool = False  # resources.gpu: auto, decided by `execution.resources.settle`
     resources_reason: str = ""  # what auto decided from (empty when given as numbers)
-    given_objective: Any = field(default=None, repr=False, compare=False)
-    """An objective given as an object (sent to the trials as it is), or None."""
-    checked_objective: Any = field(default=None, repr=False, compare=False)
-    """The objective built and checked on the driver (trials build their own from the spec)."""
-    sampler_factory: Any = field(default=None, repr=False, compare=False)
-    """Builds the sampler once the study is open (`optimize.samplers.SamplerFactory`)."""
-    trackers: list[Any] = field(default_factory=list, repr=False, compare=False)
-    """Our trackers, built (and so checked) once, here."""
+    uses_gpu: bool = False  # what the checked objective said of itself, kept as data
+    gpu_only: str | None = None  # why it cannot run without a GPU (a quantised model), or None
+    gpu_memory_gib: float | None = None  # its weights' size, when known
 
     @property
     def ray_dir(self) -> Path:
         """Ray Tune's experiment directory for this study."""
         return self.outputs_dir / "ray" / self.study_name
+
+
+@dataclass
+class LiveParts:
+    """The live objects built while checking a config, kept beside the plan (which stays plain,
+    picklable data): the objective checked on the driver, the one to send to the trials (an
+    object given through the Python API or the sweeper, else its spec), and our trackers."""
+
+    objective: Any
+    sent_objective: Any
+    trackers: list[Any] = field(default_factory=list)
 
 
 def resolve(cfg: Any) -> dict[str, Any]:
@@ -110,7 +116,12 @@ def resolve(cfg: Any) -> dict[str, Any]:
 
 
 def build_plan(cfg: Any, run_dir: str | Path, objective: Any = None) -> Plan:
-    """Validate ``cfg`` and return the plan; raise ConfigError/SearchSpaceError otherwise.
+    """Validate ``cfg`` and return the plan; raise ConfigError/SearchSpaceError otherwise."""
+    return plan_and_parts(cfg, run_dir, objective)[0]
+
+
+def plan_and_parts(cfg: Any, run_dir: str | Path, objective: Any = None) -> tuple[Plan, LiveParts]:
+    """The plan, and the live objects its checks built (see `LiveParts`).
 
     ``objective``, an `Objective` already built (the Hydra sweeper's job), replaces the one
     ``cfg.objective`` names; trials then receive it as it is."""
@@ -152,7 +163,7 @@ def build_plan(cfg: Any, run_dir: str | Path, objective: Any = None) -> Plan:
     callbacks, trackers = _callbacks(data)
 
     export_best = data.get("export_best")
-    return Plan(
+    plan = Plan(
         study_name=study_name,
         n_trials=n_trials,
         parallel_jobs=parallel_jobs,
@@ -167,7 +178,6 @@ def build_plan(cfg: Any, run_dir: str | Path, objective: Any = None) -> Plan:
         run_dir=Path(run_dir).resolve(),
         search_space=space,
         objective=spec,
-        given_objective=objective,
         sampler=sampler,
         sampler_name=sampler_name,
         scheduler=scheduler,
@@ -187,18 +197,21 @@ def build_plan(cfg: Any, run_dir: str | Path, objective: Any = None) -> Plan:
         progress_interval_s=_seconds(data, "progress_interval_s") or 25.0,
         report=bool(data.get("report", True)),
         config=data,
-        checked_objective=checked_objective,
+        uses_gpu=bool(getattr(checked_objective, "uses_gpu", False)),
+        gpu_only=getattr(checked_objective, "gpu_only", None),
+        gpu_memory_gib=getattr(checked_objective, "gpu_memory_gib", None),
         sampler_reason=auto_reason(space) if sampler["_target_"].endswith(".auto_sampler") else "",
         scheduler_reason=scheduler_reason,
-        sampler_factory=factory,
-        trackers=trackers,
     )
+    sent = objective if objective is not None else spec
+    return plan, LiveParts(objective=checked_objective, sent_objective=sent, trackers=trackers)
 
 
 def build_sampler(plan: Plan, seed_offset: int = 0) -> Any:
     """The plan's sampler, built once; ``seed_offset`` keeps a resumed study from replaying
     its seed."""
-    return plan.sampler_factory.build(plan.search_space, seed=(plan.seed + seed_offset) % 2**32)
+    factory = sampler_factory(plan.sampler)  # plain data in, checked again: cheap
+    return factory.build(plan.search_space, seed=(plan.seed + seed_offset) % 2**32)
 
 
 def _integer(data: Mapping[str, Any], key: str, minimum: int, maximum: int | None = None) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ugro_hpo.config.components import instantiate
-from ugro_hpo.config.plan import Plan, build_sampler
+from ugro_hpo.config.plan import LiveParts, Plan, build_sampler
 from ugro_hpo.errors import UserError
 from ugro_hpo.execution.resources import LOCAL, check_placeable, ray_capacity
 from ugro_hpo.optimize import protocol as p
@@ -56,9 +56,10 @@ class Components:
     scheduler: Any
     trackers: Trackers
     callbacks: list[Any]  # Ray Tune callbacks a user configured (not our trackers)
+    parts: LiveParts  # the objective checked on the driver, and the one the trials receive
 
 
-def build_components(plan: Plan) -> Components:
+def build_components(plan: Plan, parts: LiveParts) -> Components:
     """The scheduler (metric and mode from the search space), the hub of the trackers the plan
     built, and any other configured Ray callbacks."""
     scheduler = instantiate(plan.scheduler, "scheduler")  # one the plan found fit for the space
@@ -69,8 +70,9 @@ def build_components(plan: Plan) -> Components:
               if not str(spec["_target_"]).startswith("ugro_hpo.")]  # fmt: skip
     return Components(
         scheduler=scheduler,
-        trackers=Trackers(list(plan.trackers), required=plan.tracking_required),
+        trackers=Trackers(list(parts.trackers), required=plan.tracking_required),
         callbacks=others,
+        parts=parts,
     )
 
 
@@ -205,14 +207,14 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
     from ugro_hpo.execution.trainable import run_trial
     from ugro_hpo.optimize.searcher import StudySearcher
     from ugro_hpo.optimize.storage import HEARTBEAT_S, sampler_seed_offset
-    from ugro_hpo.security.redaction import SecretDigests
+    from ugro_hpo.security.digests import SecretDigests
     from ugro_hpo.tracking.bridge import TrackingBridge
 
     ensure_ray(plan)
     streak = FailureStreak(plan.max_consecutive_failures)
     # An objective's own rules for ending the study (the Hydra sweeper's max_failure_rate):
     # a listener of the trials' events with `tripped` and `reason`.
-    guard = getattr(plan.checked_objective, "guard", None)
+    guard = getattr(components.parts.objective, "guard", None)
     guards = [guard] if guard is not None else []
     watch = InterruptWatch()
     experiment = time.strftime("%Y-%m-%d_%H-%M-%S")
@@ -243,10 +245,10 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
             or any(g.tripped for g in guards)
         ),
         trial_logs=str(plan.ray_dir / experiment),
-        extend=getattr(plan.checked_objective, "extend_trial", None),
+        extend=getattr(components.parts.objective, "extend_trial", None),
     )
     spec = {
-        "objective": plan.given_objective or plan.objective,
+        "objective": components.parts.sent_objective,
         "metrics": plan.search_space.metric_names,
         "seed": plan.seed,
         "max_steps": plan.max_steps,

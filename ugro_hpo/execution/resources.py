@@ -146,7 +146,7 @@ def settle(plan: Any, capacity: Capacity, autoscaler: bool = False) -> Any:
     training can; a synthetic benchmark cannot), else none.
     """
     resources = dict(plan.resources)
-    uses_gpu = bool(getattr(plan.checked_objective, "uses_gpu", False))
+    uses_gpu = plan.uses_gpu
     reason = ""
     if plan.gpu_auto:
         if not uses_gpu:
@@ -155,7 +155,7 @@ def settle(plan: Any, capacity: Capacity, autoscaler: bool = False) -> Any:
             resources["gpu"], reason = 1.0, f"auto: {capacity.describe()}"
         else:
             resources["gpu"], reason = 0.0, f"auto: {capacity.describe()}"
-    needs = getattr(plan.checked_objective, "gpu_only", None)
+    needs = plan.gpu_only
     if needs and resources["gpu"] <= 0:
         why = reason or "resources.gpu=0"
         raise ConfigError(
@@ -163,7 +163,7 @@ def settle(plan: Any, capacity: Capacity, autoscaler: bool = False) -> Any:
             "(resources.gpu=auto or 1), or choose a model that is not quantised"
         )
     check_placeable(resources, capacity, autoscaler)
-    warning = _memory_warning(plan.checked_objective, resources["gpu"], capacity.gpu_memory_gib)
+    warning = _memory_warning(plan.gpu_memory_gib, resources["gpu"], capacity.gpu_memory_gib)
     if warning:
         log.warning("%s", warning)
         reason = f"{reason}; {warning}" if reason else warning
@@ -171,9 +171,8 @@ def settle(plan: Any, capacity: Capacity, autoscaler: bool = False) -> Any:
     return replace(plan, resources=resources, resources_reason=reason, config=config)
 
 
-def _memory_warning(objective: Any, gpu: float, card_gib: float | None) -> str | None:
+def _memory_warning(needs: float | None, gpu: float, card_gib: float | None) -> str | None:
     """A model whose weights alone exceed the GPU memory a trial gets (its share of the card)."""
-    needs = getattr(objective, "gpu_memory_gib", None)
     if not needs or gpu <= 0 or not card_gib:
         return None
     share = card_gib * min(gpu, 1.0)
