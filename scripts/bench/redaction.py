@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from ugro_hpo.security import redaction  # noqa: E402
+from ugro_hpo.security.digests import SecretDigests  # noqa: E402
+from ugro_hpo.security.streams import RedactingStream  # noqa: E402
 
 LINES = 20_000
 ADVERSARIAL_BYTES = 1_000_000
@@ -52,7 +54,7 @@ def _lines() -> list[str]:
 def _stream_rate(redact: object, lines: list[str]) -> float:
     """Lines per second through a redacting stream (print: text, then its newline)."""
     sink = io.StringIO()
-    stream = redaction.RedactingStream(sink, redact)
+    stream = RedactingStream(sink, redact)
     started = time.perf_counter()
     for line in lines:
         stream.write(line[:-1])
@@ -94,7 +96,7 @@ def main() -> None:
     known = ["S3cr3t-" + secrets.token_hex(10) for _ in range(10)]
     redaction.register(*known)
     lines = _lines()
-    digests = redaction.SecretDigests.of_known()
+    digests = SecretDigests.of_known()
     rows: dict[str, float] = {
         "trial stream (digests), lines/s": _stream_rate(digests.scrub, lines),
         "driver stream (values), lines/s": _stream_rate(None, lines),

@@ -106,7 +106,7 @@ import sys, weakref
 from ray import tune
 from ugro_hpo.execution import trainable
 from ugro_hpo.objectives.base import Objective
-from ugro_hpo.security.redaction import SecretDigests
+from ugro_hpo.security.digests import SecretDigests
 
 class Model:
     pass

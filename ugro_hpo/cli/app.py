@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 
 from ugro_hpo.config.compose import PROGRAM, conf_dir, register_resolvers
 from ugro_hpo.errors import UserError
-from ugro_hpo.security.redaction import ForwardingStream
+from ugro_hpo.security.streams import ForwardingStream
 from ugro_hpo.security.startup import load_secrets  # noqa: F401  (ugro's and tests' import)
 
 
@@ -72,7 +72,7 @@ def _main() -> None:
     import hydra
 
     from ugro_hpo.config import schema
-    from ugro_hpo.security.redaction import RedactingStream
+    from ugro_hpo.security.streams import RedactingStream
     from ugro_hpo.security.startup import start
 
     try:

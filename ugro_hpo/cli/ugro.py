@@ -157,7 +157,7 @@ def run_stored_command(args: argparse.Namespace) -> None:
     from ugro_hpo.cli import stored_commands as stored
     from ugro_hpo.cli.app import fail, load_secrets
     from ugro_hpo.errors import UserError
-    from ugro_hpo.security.redaction import RedactingStream
+    from ugro_hpo.security.streams import RedactingStream
 
     load_secrets()
     # What a stored study holds was written by whoever drives it: scrub what we print of it.

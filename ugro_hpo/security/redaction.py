@@ -258,16 +258,3 @@ def redact_data(data: Any) -> Any:
         return redact_text(data)
     return data
 
-
-def __getattr__(name: str) -> Any:
-    """The trial's scrubber and the redacting streams live in modules of their own; they are
-    still found here, where callers have always imported them from."""
-    if name == "SecretDigests":
-        from ugro_hpo.security.digests import SecretDigests
-
-        return SecretDigests
-    if name in ("ForwardingStream", "RedactingStream"):
-        from ugro_hpo.security import streams
-
-        return getattr(streams, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from ugro_hpo.security.redaction import ForwardingStream
+from ugro_hpo.security.streams import ForwardingStream
 
 RAY_OUTPUT_ENV = {
     "RAY_DISABLE_WORKER_LOG_PREFIX": "1",  # the lines carry our prefix instead of Ray's

@@ -92,7 +92,7 @@ class HydraJob(Objective):
     def prepare(self, resources: Mapping[str, float]) -> None:
         """In the driver, once every secret of the sweep is known: the scrubber the workers
         use (digests of the secrets, never the secrets themselves)."""
-        from ugro_hpo.security.redaction import SecretDigests
+        from ugro_hpo.security.digests import SecretDigests
         from ugro_hpo.sweeper.trust import job_files_may_hold_secrets
 
         self.scrub = SecretDigests.of_known().scrub

@@ -220,7 +220,8 @@ def _set_sweep_dir(config: Any, sweep_dir: Path) -> None:
 def _redacted_console() -> Iterator[None]:
     """While the sweep runs, what this process prints (Ray's copies of the workers' lines,
     our log lines through Hydra's handlers) is scrubbed of every known secret."""
-    from ugro_hpo.security.redaction import RedactingStream, redact_text
+    from ugro_hpo.security.redaction import redact_text
+    from ugro_hpo.security.streams import RedactingStream
     from ugro_hpo.sweeper.trust import ScrubbingFilter
 
     streams = sys.stdout, sys.stderr
