@@ -18,8 +18,8 @@ from hydra.experimental.callback import Callback
 
 from ugro_hpo.config.compose import PROGRAM, conf_dir, register_resolvers
 from ugro_hpo.errors import UserError
-from ugro_hpo.security.streams import ForwardingStream
 from ugro_hpo.security.startup import load_secrets  # noqa: F401  (ugro's and tests' import)
+from ugro_hpo.security.streams import ForwardingStream
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -72,8 +72,8 @@ def _main() -> None:
     import hydra
 
     from ugro_hpo.config import schema
-    from ugro_hpo.security.streams import RedactingStream
     from ugro_hpo.security.startup import start
+    from ugro_hpo.security.streams import RedactingStream
 
     try:
         start(sys.argv[1:])  # the same start-up as the Hydra sweeper's

@@ -154,7 +154,7 @@ def add_stored_commands(commands: Any) -> None:
 
 def run_stored_command(args: argparse.Namespace) -> None:
     """Run analyze / export-best / train-best; bad input is one line and exit code 2."""
-    from ugro_hpo.cli import stored_commands as stored
+    import ugro_hpo.cli.stored_commands as stored
     from ugro_hpo.cli.app import fail, load_secrets
     from ugro_hpo.errors import UserError
     from ugro_hpo.security.streams import RedactingStream
@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.action != "sweep":
         run_stored_command(args)
         return
-    from ugro_hpo.cli import app
+    import ugro_hpo.cli.app as app
     from ugro_hpo.errors import UserError
 
     try:

@@ -62,7 +62,7 @@ def compose(*overrides: str) -> Any:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from ugro_hpo.config import schema
+    import ugro_hpo.config.schema as schema
 
     schema.register()
     register_resolvers()

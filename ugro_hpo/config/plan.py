@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,73 +21,14 @@ from ugro_hpo.config.schema import unknown_key_message, unknown_keys
 from ugro_hpo.errors import ConfigError
 from ugro_hpo.execution.resources import AUTO
 from ugro_hpo.optimize.samplers import auto_reason, sampler_factory
+from ugro_hpo.optimize.samplers import build_sampler as build_sampler
 from ugro_hpo.security.credentials import refuse_config_credentials
 from ugro_hpo.security.redaction import redact_data, redact_url
 from ugro_hpo.space import SearchSpace, load_search_space, parse_search_space
+from ugro_hpo.study_plan import LiveParts, Plan
 
 _STORAGE_URL = re.compile(r"(sqlite|postgresql|mysql)(\+[a-z0-9_]+)?://.*")
 _RAY_ADDRESS = re.compile(r"auto|local|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}")
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Everything one study needs, validated and resolved."""
-
-    study_name: str
-    sampler_name: str  # the Optuna sampler class in use (search=auto decides from the space)
-    n_trials: int
-    parallel_jobs: int
-    seed: int
-    max_steps: int
-    eval_every: int
-    storage: str
-    resume: bool
-    dry_run: bool
-    verbose: int
-    outputs_dir: Path
-    run_dir: Path
-    search_space: SearchSpace
-    objective: dict[str, Any]
-    sampler: dict[str, Any]
-    scheduler: dict[str, Any]
-    callbacks: dict[str, dict[str, Any]]
-    tracking_required: bool
-    resources: dict[str, float]
-    ray_address: str | None
-    ray_num_cpus: int | None
-    ray_autoscaler: bool
-    export_best: Path | None
-    tags: dict[str, str]
-    max_failures: int
-    max_consecutive_failures: int
-    trial_timeout_s: float | None
-    time_budget_s: float | None
-    progress_interval_s: float
-    report: bool
-    config: dict[str, Any] = field(repr=False)
-    sampler_reason: str = ""  # why search=auto chose its sampler (empty for other searches)
-    scheduler_reason: str = ""  # what scheduler=auto chose (empty for other schedulers)
-    gpu_auto: bool = False  # resources.gpu: auto, decided by `execution.resources.settle`
-    resources_reason: str = ""  # what auto decided from (empty when given as numbers)
-    uses_gpu: bool = False  # what the checked objective said of itself, kept as data
-    gpu_only: str | None = None  # why it cannot run without a GPU (a quantised model), or None
-    gpu_memory_gib: float | None = None  # its weights' size, when known
-
-    @property
-    def ray_dir(self) -> Path:
-        """Ray Tune's experiment directory for this study."""
-        return self.outputs_dir / "ray" / self.study_name
-
-
-@dataclass
-class LiveParts:
-    """The live objects built while checking a config, kept beside the plan (which stays plain,
-    picklable data): the objective checked on the driver, the one to send to the trials (an
-    object given through the Python API or the sweeper, else its spec), and our trackers."""
-
-    objective: Any
-    sent_objective: Any
-    trackers: list[Any] = field(default_factory=list)
 
 
 def resolve(cfg: Any) -> dict[str, Any]:
@@ -205,13 +145,6 @@ def plan_and_parts(cfg: Any, run_dir: str | Path, objective: Any = None) -> tupl
     )
     sent = objective if objective is not None else spec
     return plan, LiveParts(objective=checked_objective, sent_objective=sent, trackers=trackers)
-
-
-def build_sampler(plan: Plan, seed_offset: int = 0) -> Any:
-    """The plan's sampler, built once; ``seed_offset`` keeps a resumed study from replaying
-    its seed."""
-    factory = sampler_factory(plan.sampler)  # plain data in, checked again: cheap
-    return factory.build(plan.search_space, seed=(plan.seed + seed_offset) % 2**32)
 
 
 def _integer(data: Mapping[str, Any], key: str, minimum: int, maximum: int | None = None) -> int:

@@ -11,42 +11,20 @@ algorithm Tune is given also fails a trial Tune drops without a word (`lost_tria
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from ugro_hpo.config.components import instantiate
-from ugro_hpo.config.plan import LiveParts, Plan, build_sampler
-from ugro_hpo.errors import UserError
+from ugro_hpo.execution.ray_session import ensure_ray
 from ugro_hpo.execution.resources import LOCAL, check_placeable, ray_capacity
 from ugro_hpo.optimize import protocol as p
+from ugro_hpo.optimize.samplers import build_sampler
 from ugro_hpo.optimize.storage import OpenedStudy
+from ugro_hpo.study_plan import LiveParts, Plan
 from ugro_hpo.tracking.hub import Trackers
 
 log = logging.getLogger(__name__)
-
-RAY_ENV = {
-    # Our trainable reports its own outcome keys and checks metrics itself (trainable.Reporter).
-    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
-    "RAY_AIR_NEW_OUTPUT": "0",
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
-    "RAY_DEDUP_LOGS": "1",
-    # Trials keep the driver's working directory, so relative paths in a config still resolve.
-    "RAY_CHDIR_TO_TRIAL_DIR": "0",
-    # Ray Tune's own Ctrl-C handler stays off: run_control.InterruptWatch stops the run
-    # through the stopper.
-    "TUNE_DISABLE_SIGINT_HANDLER": "1",
-}
-HUB_OFFLINE = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
-# Ray loggers that speak of things we handle ourselves (result files we do not write, the
-# local cluster's default token).
-_QUIET_LOGGERS = (
-    "ray.tune.analysis.experiment_analysis",
-    "ray._private.authentication.authentication_token_setup",
-    "ray.tune.tune",
-)
 
 
 @dataclass
@@ -76,41 +54,6 @@ def build_components(plan: Plan, parts: LiveParts) -> Components:
     )
 
 
-def ensure_ray(plan: Plan) -> None:
-    """Start a local Ray, or join ``ray.address``; a Ray already running in-process is reused."""
-    import ray
-
-    for key, value in RAY_ENV.items():
-        os.environ.setdefault(key, value)
-    for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    if ray.is_initialized():
-        return
-    options: dict[str, Any] = {
-        "include_dashboard": False,
-        "configure_logging": True,
-        "logging_level": logging.WARNING,
-        "log_to_driver": plan.verbose > 0,
-    }
-    if plan.ray_address:
-        _check_reachable(plan.ray_address)
-        # A local Ray's workers inherit this environment; a cluster's do not: the hub's
-        # offline switches set here must reach the trials there too.
-        offline = {k: os.environ[k] for k in HUB_OFFLINE if k in os.environ}
-        if offline:
-            options["runtime_env"] = {"env_vars": offline}
-        try:
-            ray.init(address=plan.ray_address, **options)
-        except (ConnectionError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(
-                f"ray.address={plan.ray_address}: cannot join the cluster ({first})"
-            ) from None
-    else:
-        # "local": start a new instance even if another cluster was started on this machine.
-        ray.init(address="local", num_cpus=plan.ray_num_cpus, **options)
-
-
 def start_ray(plan: Plan) -> None:
     """Start (or join) Ray, then check once more, now with Ray's own count of this machine's
     CPUs and GPUs, that a trial can be placed."""
@@ -132,21 +75,6 @@ def stop_ray() -> None:
         ray.shutdown()
     except Exception as exc:
         log.warning("Ray did not stop cleanly (%s); the study's results are unaffected", exc)
-
-
-def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
-    """Fail in seconds, not minutes, when nothing listens at ``host:port`` (Ray itself retries
-    for minutes before it gives up)."""
-    if address in ("auto", "local"):
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
-    except OSError as exc:
-        raise UserError(
-            f"ray.address={address}: nothing answers there ({exc.strerror or exc}); start the head "
-            "node with `ray start --head` or fix the address"
-        ) from None
 
 
 @dataclass

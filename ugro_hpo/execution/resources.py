@@ -16,9 +16,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from ugro_hpo.errors import ConfigError
+from ugro_hpo.execution.ray_session import ensure_ray
+from ugro_hpo.study_plan import Plan
 
 log = logging.getLogger(__name__)
 AUTO = "auto"
@@ -126,20 +127,18 @@ def ray_in_use() -> bool:
     return ray is not None and bool(ray.is_initialized())
 
 
-def placement_capacity(plan: Any) -> Capacity:
+def placement_capacity(plan: Plan) -> Capacity:
     """Where the trials will run: the Ray this process already uses, the cluster at
     ``ray.address`` (joined now), or this machine, read without starting Ray."""
     if ray_in_use():
         return ray_capacity("the Ray instance this process uses")
     if plan.ray_address:
-        from ugro_hpo.execution.launcher import ensure_ray
-
         ensure_ray(plan)  # a cluster that cannot be joined fails here, before anything is written
         return ray_capacity(f"the Ray cluster at {plan.ray_address}")
     return local_capacity(plan.ray_num_cpus)
 
 
-def settle(plan: Any, capacity: Capacity, autoscaler: bool = False) -> Any:
+def settle(plan: Plan, capacity: Capacity, autoscaler: bool = False) -> Plan:
     """The plan with ``resources.gpu`` decided and checked against ``capacity``.
 
     ``auto`` gives each trial one GPU when there are GPUs and the objective can use one (LoRA

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ugro_hpo.errors import ConfigError
+from ugro_hpo.lora.quiet import quiet_transformers
 
 log = logging.getLogger(__name__)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -32,17 +33,6 @@ def half_dtype() -> Any:
     return (
         torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     )
-
-
-def quiet_transformers() -> None:
-    """Progress bars and deprecation chatter from transformers/peft would drown our progress."""
-    import warnings
-
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\.")
 
 
 class PretrainedModel:

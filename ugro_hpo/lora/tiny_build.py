@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ugro_hpo.lora.models import quiet_transformers
+from ugro_hpo.lora.quiet import quiet_transformers
 
 log = logging.getLogger(__name__)
 

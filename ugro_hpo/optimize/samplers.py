@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ugro_hpo.errors import ConfigError
 from ugro_hpo.optimize.optuna_compat import FeasibilityAwareGP
 from ugro_hpo.space import SearchSpace
+from ugro_hpo.study_plan import Plan
 
 AUTO_GP_MAX_PARAMETERS = 10
 AUTO_GP_MAX_TRIALS = 100
@@ -223,3 +224,10 @@ def auto_reason(space: SearchSpace) -> str:
         )
     )
     return f"multivariate TPE with constant liar ({why})"
+
+
+def build_sampler(plan: Plan, seed_offset: int = 0) -> Any:
+    """The plan's sampler, built once; ``seed_offset`` keeps a resumed study from replaying
+    its seed."""
+    factory = sampler_factory(plan.sampler)  # plain data in, checked again: cheap
+    return factory.build(plan.search_space, seed=(plan.seed + seed_offset) % 2**32)

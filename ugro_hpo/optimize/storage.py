@@ -36,7 +36,7 @@ from ugro_hpo.security.paths import refuse_linked_database
 from ugro_hpo.security.redaction import redact_data, redact_text, redact_url
 
 if TYPE_CHECKING:
-    from ugro_hpo.config.plan import Plan
+    from ugro_hpo.study_plan import Plan
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 
+from ugro_hpo.results.atomic_files import write_atomic, write_bytes_atomic
 from ugro_hpo.results.importances import MIN_TRIALS
-from ugro_hpo.results.writers import write_bytes_atomic
+from ugro_hpo.results.report_page import ReportFiles, render_page
 from ugro_hpo.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -31,20 +31,6 @@ ROUGH_BELOW = 10
 fANOVA ranks a dominant parameter right at about 16 trials, not at four."""
 
 
-@dataclass
-class ReportFiles:
-    """What was written: the plots (name -> PNG), why some are missing, and the page."""
-
-    directory: Path
-    plots: dict[str, Path] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-    page: Path | None = None
-
-    @property
-    def files(self) -> list[Path]:
-        return [*self.plots.values(), *([self.page] if self.page else [])]
-
-
 def write_report(
     study: optuna.Study,
     space: SearchSpace,
@@ -54,8 +40,6 @@ def write_report(
 ) -> ReportFiles:
     """Draw the plots into ``directory`` and write ``index.html`` showing them with the summary."""
     from ugro_hpo.results.records import trial_records
-    from ugro_hpo.results.report_page import render_page
-    from ugro_hpo.results.writers import write_atomic
 
     load_plotting()
     directory.mkdir(parents=True, exist_ok=True)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import base64
 import html
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ugro_hpo.results.report import ReportFiles
     from ugro_hpo.space import SearchSpace
 
 TITLES = {
@@ -27,6 +28,20 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
 th { background: #f3f3f3; } img { max-width: 100%; border: 1px solid #eee; }
 .note { color: #666; font-size: 0.9em; }
 """
+
+
+@dataclass
+class ReportFiles:
+    """What was written: the plots (name -> PNG), why some are missing, and the page."""
+
+    directory: Path
+    plots: dict[str, Path] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    page: Path | None = None
+
+    @property
+    def files(self) -> list[Path]:
+        return [*self.plots.values(), *([self.page] if self.page else [])]
 
 
 def _cell(value: Any) -> str:

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import yaml
 
-from ugro_hpo.config.plan import Plan
 from ugro_hpo.results.writers import write_atomic
 from ugro_hpo.security.paths import check_output_file
 from ugro_hpo.security.redaction import redact_data, redact_text
+from ugro_hpo.study_plan import Plan
 
 
 class RedactingFormatter(logging.Formatter):

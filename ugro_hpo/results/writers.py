@@ -10,22 +10,19 @@ control characters, and a cell a spreadsheet would take for a formula is made pl
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from ugro_hpo.results.atomic_files import write_atomic
 from ugro_hpo.results.records import TrialRecord
-from ugro_hpo.security.paths import OutputRefused, check_output_file
-from ugro_hpo.security.redaction import REDACTED, is_secret_name, redact_text
+from ugro_hpo.security.redaction import REDACTED, is_secret_name
 from ugro_hpo.space import SearchSpace
 
 if TYPE_CHECKING:
@@ -34,41 +31,6 @@ if TYPE_CHECKING:
     from ugro_hpo.results.summary import Summary
 
 log = logging.getLogger(__name__)
-
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory, secrets scrubbed."""
-    write_bytes_atomic(path, redact_text(text).encode("utf-8"))
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a new file beside ``path`` and rename it over ``path``.
-
-    The temporary file is created exclusively under a random name, so a link planted where it
-    would be is never followed, and the rename replaces a link at ``path`` itself rather than
-    writing through it. Anything but a regular file (or a link to one) at ``path`` is refused,
-    as is a path that cannot be written (one line, `OutputRefused`).
-    """
-    check_output_file(path, "output")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise OutputRefused(f"output: cannot write {path} ({exc.strerror or exc})") from None
-    try:
-        os.fchmod(handle, 0o666 & ~_UMASK)  # as a plain open() would have made it
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise OutputRefused(f"output: cannot write {path} ({exc.strerror or exc})") from None
-        raise
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:

@@ -257,4 +257,3 @@ def redact_data(data: Any) -> Any:
     if isinstance(data, str):
         return redact_text(data)
     return data
-

@@ -1,0 +1,72 @@
+"""The plan of one study: what a validated config says, as plain, picklable data that every
+layer reads (`config.plan.build_plan` makes it); and the live objects its checks built, which
+travel beside it rather than inside it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ugro_hpo.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one study needs, validated and resolved."""
+
+    study_name: str
+    sampler_name: str  # the Optuna sampler class in use (search=auto decides from the space)
+    n_trials: int
+    parallel_jobs: int
+    seed: int
+    max_steps: int
+    eval_every: int
+    storage: str
+    resume: bool
+    dry_run: bool
+    verbose: int
+    outputs_dir: Path
+    run_dir: Path
+    search_space: SearchSpace
+    objective: dict[str, Any]
+    sampler: dict[str, Any]
+    scheduler: dict[str, Any]
+    callbacks: dict[str, dict[str, Any]]
+    tracking_required: bool
+    resources: dict[str, float]
+    ray_address: str | None
+    ray_num_cpus: int | None
+    ray_autoscaler: bool
+    export_best: Path | None
+    tags: dict[str, str]
+    max_failures: int
+    max_consecutive_failures: int
+    trial_timeout_s: float | None
+    time_budget_s: float | None
+    progress_interval_s: float
+    report: bool
+    config: dict[str, Any] = field(repr=False)
+    sampler_reason: str = ""  # why search=auto chose its sampler (empty for other searches)
+    scheduler_reason: str = ""  # what scheduler=auto chose (empty for other schedulers)
+    gpu_auto: bool = False  # resources.gpu: auto, decided by `execution.resources.settle`
+    resources_reason: str = ""  # what auto decided from (empty when given as numbers)
+    uses_gpu: bool = False  # what the checked objective said of itself, kept as data
+    gpu_only: str | None = None  # why it cannot run without a GPU (a quantised model), or None
+    gpu_memory_gib: float | None = None  # its weights' size, when known
+
+    @property
+    def ray_dir(self) -> Path:
+        """Ray Tune's experiment directory for this study."""
+        return self.outputs_dir / "ray" / self.study_name
+
+
+@dataclass
+class LiveParts:
+    """The live objects built while checking a config, kept beside the plan (which stays plain,
+    picklable data): the objective checked on the driver, the one to send to the trials (an
+    object given through the Python API or the sweeper, else its spec), and our trackers."""
+
+    objective: Any
+    sent_objective: Any
+    trackers: list[Any] = field(default_factory=list)
