@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+PROGRAM = "ugro_hpo"
+"""How messages name the program (``ugro_hpo: error: ...``)."""
+
 
 class UserError(Exception):
     """Bad input: a config value, a search-space file, a name. The message says what to fix."""

@@ -124,7 +124,7 @@ def test_search_auto_picks_a_gp_for_small_numeric_spaces_and_tpe_otherwise(compo
 
 
 def test_a_multirun_job_s_study_is_named_after_what_the_job_varies() -> None:
-    from ugro_hpo.config.names import check_path_name, job_study_name
+    from ugro_hpo.names import check_path_name, job_study_name
 
     varying = {"search", "lr"}
     assert job_study_name("demo", ["search=tpe", "n_trials=4"], varying, 0) == "demo-search-tpe"

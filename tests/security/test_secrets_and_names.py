@@ -18,14 +18,14 @@ from conftest import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ugro_hpo.config.names import (
+from ugro_hpo.errors import ConfigError, SearchSpaceError
+from ugro_hpo.names import (
     check_mlflow_experiment,
     check_path_name,
     check_tags,
     check_wandb_entity,
     check_wandb_project,
 )
-from ugro_hpo.errors import ConfigError, SearchSpaceError
 from ugro_hpo.security.keys import check_key_format, read_key_file
 from ugro_hpo.security.redaction import is_secret_name, mask, redact_data, redact_text, register
 from ugro_hpo.space import ExpressionError, compile_expression, load_search_space

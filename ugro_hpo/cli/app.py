@@ -16,8 +16,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from ugro_hpo.config.compose import PROGRAM, conf_dir, register_resolvers
-from ugro_hpo.errors import UserError
+from ugro_hpo.config.compose import conf_dir, register_resolvers
+from ugro_hpo.errors import PROGRAM, UserError
 from ugro_hpo.security.startup import load_secrets  # noqa: F401  (ugro's and tests' import)
 from ugro_hpo.security.streams import ForwardingStream
 
@@ -115,7 +115,7 @@ def _task(cfg: Any) -> Any:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from ugro_hpo.config.names import job_study_name
+    from ugro_hpo.names import job_study_name
     from ugro_hpo.pipeline import run
     from ugro_hpo.security.credentials import check_env_set
     from ugro_hpo.security.redaction import register_environment

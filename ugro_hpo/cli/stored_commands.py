@@ -3,7 +3,7 @@
 study name; what the study holds is read through `optimize.stored_study`, which checks it,
 since a shared database is written by others. Every trial is read (and its attributes checked)
 once, up front, where a value Optuna or we cannot decode is one line, not a traceback; the
-best trial's parameters are checked against the search space (`security.best_trial`) before
+best trial's parameters are checked against the search space (`space.stored_params`) before
 they are written or trained; output paths are checked before anything is read
 (`security.paths`).
 """
@@ -24,7 +24,7 @@ from ugro_hpo.errors import ConfigError
 from ugro_hpo.execution.resources import local_gpu_count
 from ugro_hpo.optimize import protocol as p
 from ugro_hpo.optimize.stored_study import FACT_KEYS, StoredStudy, load_stored_study, status_of
-from ugro_hpo.security.best_trial import check_stored_params
+from ugro_hpo.space.stored_params import check_stored_params
 from ugro_hpo.security.limits import TooLarge, check_data
 from ugro_hpo.security.paths import check_output_dir, check_output_file
 from ugro_hpo.security.redaction import redact_url
@@ -37,7 +37,7 @@ log = logging.getLogger("ugro_hpo")
 
 def default_output(study_name: str, leaf: str) -> Path:
     """``outputs/<study>/<leaf>``, refused if a link there would lead outside ``outputs/``."""
-    from ugro_hpo.config.names import check_path_name
+    from ugro_hpo.names import check_path_name
 
     root = Path("outputs")
     path = root / check_path_name(study_name, "--study-name") / leaf

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-PROGRAM = "ugro_hpo"
+from ugro_hpo.errors import PROGRAM
 
 
 def conf_dir() -> Path:
@@ -36,7 +36,7 @@ def register_resolvers() -> None:
     `${ugro_eval_every:...}` makes ``eval_every`` follow ``max_steps`` unless it is set."""
     from omegaconf import OmegaConf
 
-    from ugro_hpo.config.names import check_path_name
+    from ugro_hpo.names import check_path_name
 
     if not OmegaConf.has_resolver("ugro_path_name"):
         _register("ugro_path_name", lambda v: check_path_name(v, "study_name"))

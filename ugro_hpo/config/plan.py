@@ -14,12 +14,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ugro_hpo.config.components import check_importable, instantiate
-from ugro_hpo.config.names import check_path_name, check_tags
+from ugro_hpo.components import check_importable, instantiate
 from ugro_hpo.config.scheduler_choice import choose_scheduler
 from ugro_hpo.config.schema import unknown_key_message, unknown_keys
 from ugro_hpo.errors import ConfigError
 from ugro_hpo.execution.resources import AUTO
+from ugro_hpo.names import check_path_name, check_tags
 from ugro_hpo.optimize.samplers import auto_reason, sampler_factory
 from ugro_hpo.optimize.samplers import build_sampler as build_sampler
 from ugro_hpo.security.credentials import refuse_config_credentials

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ugro_hpo.config.components import instantiate
+from ugro_hpo.components import instantiate
 from ugro_hpo.execution.ray_session import ensure_ray
 from ugro_hpo.execution.resources import LOCAL, check_placeable, ray_capacity
 from ugro_hpo.optimize import protocol as p

@@ -28,7 +28,7 @@ from typing import Any
 
 from ray.tune import Stopper
 
-from ugro_hpo.config.compose import PROGRAM
+from ugro_hpo.errors import PROGRAM
 
 log = logging.getLogger("ugro_hpo")
 SECOND_SIGNAL_MESSAGE = f"{PROGRAM}: error: interrupted again: exiting now; rerun the same command to continue the study\n"

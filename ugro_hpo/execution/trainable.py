@@ -28,7 +28,7 @@ from typing import Any
 
 from ray import tune
 
-from ugro_hpo.config.components import instantiate
+from ugro_hpo.components import instantiate
 from ugro_hpo.execution.lost_trials import allow_slow_handover
 from ugro_hpo.objectives.base import Objective, TrialContext
 from ugro_hpo.optimize import protocol as p

@@ -66,7 +66,7 @@ class SamplerFactory:
 
 def sampler_factory(spec: Mapping[str, Any], key: str = "search") -> SamplerFactory:
     """The `search` option as a `SamplerFactory`; its target and settings are checked here."""
-    from ugro_hpo.config.components import instantiate
+    from ugro_hpo.components import instantiate
 
     partial = instantiate({**spec, "_partial_": True}, key)
     try:

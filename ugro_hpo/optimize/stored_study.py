@@ -79,7 +79,7 @@ def load_stored_study(study_name: str, storage: str) -> StoredStudy:
     """
     import optuna
 
-    from ugro_hpo.config.names import check_path_name
+    from ugro_hpo.names import check_path_name
     from ugro_hpo.optimize.storage import open_storage, untrusted_read
 
     check_path_name(study_name, "--study-name")
@@ -129,7 +129,7 @@ def load_stored_study(study_name: str, storage: str) -> StoredStudy:
 
 
 def _is_safe_name(name: str) -> bool:
-    from ugro_hpo.config.names import check_path_name
+    from ugro_hpo.names import check_path_name
 
     try:
         check_path_name(name, "study")

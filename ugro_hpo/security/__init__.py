@@ -11,7 +11,7 @@ leaking a secret (see README, Security).
 - `keys`: reading and checking API keys (environment, `.env`, key files);
 - `limits`: bounds on untrusted files and stored data (size, depth, alias expansion);
 - `stored_objective`: rebuild a stored study's objective by an allow-list, never by import;
-- `best_trial`: a stored trial's parameters checked against the search space;
+- (a stored trial's parameters are checked against its search space in `space.stored_params`);
 - `pickles`: when state may be unpickled from the study storage;
 - `paths`: no planted link written through, no special file replaced.
 """

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ugro_hpo.config.names import check_mlflow_experiment
+from ugro_hpo.names import check_mlflow_experiment
 from ugro_hpo.security.redaction import redact_data, redact_text, redact_url
 from ugro_hpo.tracking.tracker import StudyInfo, Tracker, TrialEnd, TrialStart
 

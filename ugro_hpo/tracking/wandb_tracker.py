@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from ugro_hpo.config.names import check_wandb_entity, check_wandb_project
 from ugro_hpo.errors import ConfigError
+from ugro_hpo.names import check_wandb_entity, check_wandb_project
 from ugro_hpo.security.keys import wandb_api_key
 from ugro_hpo.security.redaction import redact_data, redact_text
 from ugro_hpo.tracking.tracker import StudyInfo, Tracker, TrialEnd, TrialStart
