@@ -40,7 +40,7 @@ from benchlib import ROOT, Result
 from peft import get_peft_model
 
 from ugro_hpo import compose
-from ugro_hpo.config.components import instantiate
+from ugro_hpo.components import instantiate
 from ugro_hpo.config.plan import resolve
 from ugro_hpo.lora.batches import Example, IndexStream, padded_batch
 from ugro_hpo.lora.sft_data import PydocQA, SftBatches

@@ -31,7 +31,7 @@ def model(cache: str, build: bool) -> dict:
     """Where the default study's tiny Llama lives in ``cache`` (built there first if asked),
     and where the larger one of the throughput check goes (never built here)."""
     from ugro_hpo import compose
-    from ugro_hpo.config.components import instantiate
+    from ugro_hpo.components import instantiate
     from ugro_hpo.config.plan import resolve
 
     tiny, larger = (
@@ -107,7 +107,7 @@ def throughput(size: str, steps: int, batch_size: int, repeats: int) -> dict:
     from lora_throughput import bare_loop, fresh_model, load_objective
 
     from ugro_hpo import compose
-    from ugro_hpo.config.components import instantiate
+    from ugro_hpo.components import instantiate
     from ugro_hpo.config.plan import resolve
     from ugro_hpo.lora.training import Hyperparameters, TrainingRun, train
 

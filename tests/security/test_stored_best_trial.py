@@ -106,8 +106,8 @@ def test_the_untouched_best_trial_is_exported_as_it_was_stored(
 
 
 def test_conditions_and_steps_are_checked_too() -> None:
-    from ugro_hpo.space.stored_params import StoredParamsRefused, check_stored_params
     from ugro_hpo.space import parse_search_space
+    from ugro_hpo.space.stored_params import StoredParamsRefused, check_stored_params
 
     space = parse_search_space(
         {"parameters": {"opt": {"type": "categorical", "choices": ["adam", "sgd"]},

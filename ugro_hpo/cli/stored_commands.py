@@ -24,11 +24,11 @@ from ugro_hpo.errors import ConfigError
 from ugro_hpo.execution.resources import local_gpu_count
 from ugro_hpo.optimize import protocol as p
 from ugro_hpo.optimize.stored_study import FACT_KEYS, StoredStudy, load_stored_study, status_of
-from ugro_hpo.space.stored_params import check_stored_params
 from ugro_hpo.security.limits import TooLarge, check_data
 from ugro_hpo.security.paths import check_output_dir, check_output_file
 from ugro_hpo.security.redaction import redact_url
 from ugro_hpo.security.stored_objective import build_objective
+from ugro_hpo.space.stored_params import check_stored_params
 
 MAX_STEPS = 10**7  # the ceiling the stored config's own max_steps is held to
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ugro_hpo.errors import ConfigError
-from ugro_hpo.space.search_space import SearchSpace
 from ugro_hpo.space.expressions import ExpressionError
+from ugro_hpo.space.search_space import SearchSpace
 
 _GRID_TOLERANCE = 1e-9
 
