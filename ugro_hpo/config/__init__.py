@@ -1,13 +1,8 @@
-"""From the command line to a validated plan: the config tree and its schema, names, the
-components it names by ``_target_``, and the `Plan` every later stage reads.
-
-The plan's names are imported on first use: a trial's worker needs `components` only, not the
-plan's samplers (Optuna), so importing one module of this package must not load the plan.
-(`compose` is imported at once: the function must hide the module of the same name.)"""
+"""From the command line to a validated plan: the config tree and its schema, and the checks
+that turn a composed config into the `Plan` every later stage reads (`config.plan.build_plan`,
+not re-exported here: it loads the samplers, and so Optuna, which `--help` does without)."""
 
 from ugro_hpo.config.compose import compose, conf_dir, register_resolvers
-from ugro_hpo.lazy import lazy_exports
+from ugro_hpo.study_plan import LiveParts, Plan
 
-_PLAN_EXPORTS = {"Plan": "plan", "build_plan": "plan", "describe": "plan", "resolve": "plan"}
-__getattr__ = lazy_exports(__name__, _PLAN_EXPORTS)
-__all__ = ["Plan", "build_plan", "compose", "conf_dir", "describe", "register_resolvers", "resolve"]
+__all__ = ["LiveParts", "Plan", "compose", "conf_dir", "register_resolvers"]

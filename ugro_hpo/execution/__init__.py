@@ -1,18 +1,12 @@
 """Running trials with Ray Tune: the launcher, the function each trial runs, what can end a
-study early (signals, failure streaks, time), live progress, and our schedulers."""
+study early (signals, failure streaks, time), live progress, and our schedulers.
 
-from ugro_hpo.lazy import lazy_exports
+Only the names whose modules start without Ray are re-exported: the launcher, the trainable,
+run control and the schedulers import Ray, and this package is imported while a config is
+checked; import those from their modules."""
 
-_EXPORTS = {
-    "ensure_ray": "launcher",
-    "run_trials": "launcher",
-    "run_trial": "trainable",
-    "release_memory": "trainable",
-    "Progress": "progress",
-    "FailureStreak": "run_control",
-    "Heartbeat": "run_control",
-    "InterruptWatch": "run_control",
-    "MedianStopping": "schedulers",
-}
-__getattr__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+from ugro_hpo.execution.progress import Progress
+from ugro_hpo.execution.ray_session import ensure_ray
+from ugro_hpo.execution.resources import Capacity, placement_capacity, settle
+
+__all__ = ["Capacity", "Progress", "ensure_ray", "placement_capacity", "settle"]

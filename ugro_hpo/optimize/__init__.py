@@ -1,19 +1,20 @@
 """Optuna's side of a study: the protocol trials and storage share, samplers, the study in
 persistent storage (create, resume, recover), a stored study read back, and the Ray Tune
-searcher that asks and tells the study through Optuna's public API."""
+searcher that asks and tells the study through Optuna's public API (`optimize.searcher`, not
+re-exported: it imports Ray)."""
 
-from ugro_hpo.lazy import lazy_exports
+from ugro_hpo.optimize.samplers import auto_sampler, build_sampler, grid_sampler, sampler_factory
+from ugro_hpo.optimize.storage import OpenedStudy, open_storage, open_study
+from ugro_hpo.optimize.stored_study import StoredStudy, load_stored_study
 
-_EXPORTS = {
-    "OpenedStudy": "storage",
-    "open_storage": "storage",
-    "open_study": "storage",
-    "StudySearcher": "searcher",
-    "build_sampler": "samplers",
-    "auto_sampler": "samplers",
-    "grid_sampler": "samplers",
-    "StoredStudy": "stored_study",
-    "load_stored_study": "stored_study",
-}
-__getattr__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "OpenedStudy",
+    "StoredStudy",
+    "auto_sampler",
+    "build_sampler",
+    "grid_sampler",
+    "load_stored_study",
+    "open_storage",
+    "open_study",
+    "sampler_factory",
+]

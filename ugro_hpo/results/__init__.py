@@ -2,21 +2,32 @@
 the files (summary.json, best_params.yaml, trials.csv), importances, the report and the
 end-of-study table."""
 
-from ugro_hpo.lazy import lazy_exports
+from ugro_hpo.results.atomic_files import write_atomic
+from ugro_hpo.results.console import summary_table
+from ugro_hpo.results.importances import importances
+from ugro_hpo.results.records import (
+    TrialRecord,
+    best_entry,
+    counts,
+    pareto_front,
+    ranked,
+    trial_records,
+)
+from ugro_hpo.results.report import write_report
+from ugro_hpo.results.summary import summarize
+from ugro_hpo.results.writers import write_study_files
 
-_EXPORTS = {
-    "TrialRecord": "records",
-    "trial_records": "records",
-    "counts": "records",
-    "ranked": "records",
-    "pareto_front": "records",
-    "best_entry": "records",
-    "summarize": "summary",
-    "write_study_files": "writers",
-    "write_atomic": "writers",
-    "importances": "importances",
-    "write_report": "report",
-    "summary_table": "console",
-}
-__getattr__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "TrialRecord",
+    "best_entry",
+    "counts",
+    "importances",
+    "pareto_front",
+    "ranked",
+    "summarize",
+    "summary_table",
+    "trial_records",
+    "write_atomic",
+    "write_report",
+    "write_study_files",
+]

@@ -1,17 +1,20 @@
 """Experiment tracking: trackers (MLflow, W&B) told the same events from one hub, with
-failures contained; the bridge turns the searcher's trial events into tracker events."""
+failures contained; the bridge turns the searcher's trial events into tracker events. (Each
+tracker imports its library only when it connects.)"""
 
-from ugro_hpo.lazy import lazy_exports
+from ugro_hpo.tracking.bridge import TrackingBridge
+from ugro_hpo.tracking.hub import Trackers
+from ugro_hpo.tracking.mlflow_tracker import MlflowTracker
+from ugro_hpo.tracking.tracker import StudyInfo, Tracker, TrialEnd, TrialStart
+from ugro_hpo.tracking.wandb_tracker import WandbTracker
 
-_EXPORTS = {
-    "Tracker": "tracker",
-    "StudyInfo": "tracker",
-    "TrialStart": "tracker",
-    "TrialEnd": "tracker",
-    "Trackers": "hub",
-    "TrackingBridge": "bridge",
-    "MlflowTracker": "mlflow_tracker",
-    "WandbTracker": "wandb_tracker",
-}
-__getattr__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "MlflowTracker",
+    "StudyInfo",
+    "Tracker",
+    "Trackers",
+    "TrackingBridge",
+    "TrialEnd",
+    "TrialStart",
+    "WandbTracker",
+]
