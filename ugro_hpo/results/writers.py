@@ -25,7 +25,7 @@ import yaml
 
 from ugro_hpo.results.records import TrialRecord
 from ugro_hpo.security.paths import OutputRefused, check_output_file
-from ugro_hpo.security.redaction import REDACTED, is_secret_name, redact_text
+from ugro_hpo.security.redaction import REDACTED, is_secret_name, redact_data, redact_text
 from ugro_hpo.space import SearchSpace
 
 if TYPE_CHECKING:
@@ -71,9 +71,15 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON, secret-named entries masked as strings first, so that the text
+    scrub after it has nothing left to mask and the file stays valid JSON."""
+    write_atomic(path, json.dumps(redact_data(data), indent=2, default=str) + "\n")
+
+
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
     path = run_dir / "summary.json"
-    write_atomic(path, json.dumps(summary, indent=2, default=str) + "\n")
+    write_json(path, summary)
     return path
 
 
