@@ -28,7 +28,7 @@ from ugro_hpo.tracking.hub import Trackers
 log = logging.getLogger(__name__)
 
 RAY_ENV = {
-    # Our trainable reports its own outcome keys and checks metrics itself (trainable.Reporter).
+    # Our trainable reports its own ending keys and checks metrics itself (trainable.Reporter).
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
     "RAY_AIR_NEW_OUTPUT": "0",
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
@@ -148,7 +148,7 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 
 @dataclass
-class Outcome:
+class StudyEnding:
     """How the trials ended: ``complete``, ``interrupted``, ``stopped`` or ``time_budget``."""
 
     status: str
@@ -193,7 +193,7 @@ class _StreakListener:
             self.streak.record(frozen.state.name == "FAIL", frozen.user_attrs.get(p.TRIAL_ERROR))
 
 
-def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outcome:
+def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> StudyEnding:
     """Run trials until ``n_trials`` of them have run (or something ends the study early)."""
     import optuna
     from ray import tune
@@ -299,21 +299,21 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
     finally:
         progress.close()
     if watch.interrupted.is_set():
-        outcome = Outcome("interrupted", "interrupted by a signal")
+        ending = StudyEnding("interrupted", "interrupted by a signal")
     elif any(g.tripped for g in guards):
-        outcome = Outcome("stopped", next(g.reason for g in guards if g.tripped))
+        ending = StudyEnding("stopped", next(g.reason for g in guards if g.tripped))
     elif streak.tripped:
-        outcome = Outcome("stopped", streak.reason())
+        ending = StudyEnding("stopped", streak.reason())
     elif searcher.unsatisfiable:
-        outcome = Outcome("stopped", searcher.unsatisfiable)
+        ending = StudyEnding("stopped", searcher.unsatisfiable)
     elif plan.time_budget_s and time.time() - started >= plan.time_budget_s:
-        outcome = Outcome("time_budget", f"time_budget_s={plan.time_budget_s:g} reached")
+        ending = StudyEnding("time_budget", f"time_budget_s={plan.time_budget_s:g} reached")
     else:
-        outcome = Outcome("complete")
+        ending = StudyEnding("complete")
     searcher.abandon(
-        p.INTERRUPTED if outcome.status == "interrupted" else f"stopped early: {outcome.reason}"
+        p.INTERRUPTED if ending.status == "interrupted" else f"stopped early: {ending.reason}"
     )
-    return outcome
+    return ending
 
 
 def trial_dirname(trial: Any) -> str:
