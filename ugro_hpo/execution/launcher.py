@@ -28,7 +28,7 @@ from ugro_hpo.tracking.hub import Trackers
 log = logging.getLogger(__name__)
 
 RAY_ENV = {
-    # Our trainable reports its own ending keys and checks metrics itself (trainable.Reporter).
+    # Our trainable reports its own outcome keys and checks metrics itself (trainable.Reporter).
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
     "RAY_AIR_NEW_OUTPUT": "0",
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
@@ -298,22 +298,42 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
             tuner.fit()
     finally:
         progress.close()
-    if watch.interrupted.is_set():
-        ending = StudyEnding("interrupted", "interrupted by a signal")
-    elif any(g.tripped for g in guards):
-        ending = StudyEnding("stopped", next(g.reason for g in guards if g.tripped))
-    elif streak.tripped:
-        ending = StudyEnding("stopped", streak.reason())
-    elif searcher.unsatisfiable:
-        ending = StudyEnding("stopped", searcher.unsatisfiable)
-    elif plan.time_budget_s and time.time() - started >= plan.time_budget_s:
-        ending = StudyEnding("time_budget", f"time_budget_s={plan.time_budget_s:g} reached")
-    else:
-        ending = StudyEnding("complete")
+    ending = study_ending(
+        interrupted=watch.interrupted.is_set(),
+        guards=guards,
+        streak=streak,
+        unsatisfiable=searcher.unsatisfiable,
+        time_budget_s=plan.time_budget_s,
+        elapsed_s=time.time() - started,
+    )
     searcher.abandon(
         p.INTERRUPTED if ending.status == "interrupted" else f"stopped early: {ending.reason}"
     )
     return ending
+
+
+def study_ending(
+    *,
+    interrupted: bool,
+    guards: list[Any],
+    streak: Any,
+    unsatisfiable: str | None,
+    time_budget_s: float | None,
+    elapsed_s: float,
+) -> StudyEnding:
+    """Why Tune's run ended, first cause first: a signal, an objective's guard, the failure
+    streak, constraints that look unsatisfiable, the time budget; otherwise ``n_trials`` ran."""
+    if interrupted:
+        return StudyEnding("interrupted", "interrupted by a signal")
+    if any(g.tripped for g in guards):
+        return StudyEnding("stopped", next(g.reason for g in guards if g.tripped))
+    if streak.tripped:
+        return StudyEnding("stopped", streak.reason())
+    if unsatisfiable:
+        return StudyEnding("stopped", unsatisfiable)
+    if time_budget_s and elapsed_s >= time_budget_s:
+        return StudyEnding("time_budget", f"time_budget_s={time_budget_s:g} reached")
+    return StudyEnding("complete")
 
 
 def trial_dirname(trial: Any) -> str:
