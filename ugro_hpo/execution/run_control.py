@@ -75,7 +75,7 @@ class InterruptWatch:
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if self.interrupted.is_set():
             leave_now()
         self.interrupted.set()
