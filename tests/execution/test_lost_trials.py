@@ -68,6 +68,7 @@ def test_a_lost_trial_frees_its_place_under_the_concurrency_limit() -> None:
     assert search.next_trial() is None  # the limit: one trial at a time
     lost.set_status(Trial.ERROR)
     assert _next(search).trial_id != lost.trial_id  # without the guard Tune would wait forever
+    assert [trial_id for trial_id, _, error in recording.completed if error] == [lost.trial_id]
 
 
 def test_trials_tune_reports_or_that_still_run_are_left_alone(caplog) -> None:  # type: ignore[no-untyped-def]
