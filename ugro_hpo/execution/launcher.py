@@ -55,7 +55,7 @@ class Components:
 
     scheduler: Any
     trackers: Trackers
-    callbacks: list[Any]  # Ray Tune callbacks a user configured (not our trackers)
+    ray_callbacks: list[Any]  # Ray Tune callbacks a user configured (not our trackers)
 
 
 def build_components(plan: Plan) -> Components:
@@ -65,12 +65,12 @@ def build_components(plan: Plan) -> Components:
     space = plan.search_space
     if not space.is_multi_objective:
         scheduler.set_search_properties(space.objectives[0].name, space.objectives[0].mode)
-    others = [instantiate(spec, f"tracking.callbacks.{name}") for name, spec in plan.callbacks.items()
+    others = [instantiate(spec, f"tracking.callbacks.{name}") for name, spec in plan.tracker_specs.items()
               if not str(spec["_target_"]).startswith("ugro_hpo.")]  # fmt: skip
     return Components(
         scheduler=scheduler,
         trackers=Trackers(list(plan.trackers), required=plan.tracking_required),
-        callbacks=others,
+        ray_callbacks=others,
     )
 
 
@@ -286,7 +286,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
         run_config=tune.RunConfig(
             name=experiment,
             storage_path=str(plan.ray_dir),
-            callbacks=components.callbacks or None,
+            callbacks=components.ray_callbacks or None,
             stop=stopper,
             verbose=min(max(plan.verbose - 1, 0), 3),
             failure_config=tune.FailureConfig(max_failures=plan.max_failures),
