@@ -51,7 +51,7 @@ class Plan:
     objective: dict[str, Any]
     sampler: dict[str, Any]
     scheduler: dict[str, Any]
-    callbacks: dict[str, dict[str, Any]]
+    tracker_specs: dict[str, dict[str, Any]]  # tracking.callbacks: trackers (ours or Ray's)
     tracking_required: bool
     resources: dict[str, float]
     ray_address: str | None
@@ -149,7 +149,7 @@ def build_plan(cfg: Any, run_dir: str | Path, objective: Any = None) -> Plan:
         _component(data, "scheduler"), len(space.objectives), _group_choice("scheduler")
     )
     check_importable(scheduler, "scheduler")
-    callbacks, trackers = _callbacks(data)
+    tracker_specs, trackers = _trackers(data)
 
     export_best = data.get("export_best")
     return Plan(
@@ -171,7 +171,7 @@ def build_plan(cfg: Any, run_dir: str | Path, objective: Any = None) -> Plan:
         sampler=sampler,
         sampler_name=sampler_name,
         scheduler=scheduler,
-        callbacks=callbacks,
+        tracker_specs=tracker_specs,
         tracking_required=bool((data.get("tracking") or {}).get("required", True)),
         resources=_resources(data.get("resources") or {}),
         gpu_auto=(data.get("resources") or {}).get("gpu") == AUTO,
@@ -261,10 +261,11 @@ def _component(data: Mapping[str, Any], key: str) -> dict[str, Any]:
     return spec
 
 
-def _callbacks(data: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], list[Any]]:
-    """The tracking group's callbacks by name, and ours built: building them is cheap and
-    checks their names and settings, and the run uses these very objects. Others (Ray's own
-    callbacks) are only checked to be installed here, and built when the trials start."""
+def _trackers(data: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], list[Any]]:
+    """The tracking group's trackers (the ``tracking.callbacks`` key) by name, and ours built:
+    building them is cheap and checks their names and settings, and the run uses these very
+    objects. Others (Ray Tune callbacks) are only checked to be installed here, and built when
+    the trials start."""
     raw = (data.get("tracking") or {}).get("callbacks") or {}
     if isinstance(raw, list):
         raw = {f"callback{i}": spec for i, spec in enumerate(raw)}
@@ -349,7 +350,7 @@ def describe(plan: Plan) -> str:
         f"scheduler    {plan.scheduler['_target_']}"
         + (f"  ({plan.scheduler_reason})" if plan.scheduler_reason else ""),
         "trackers     "
-        + (", ".join(f"{n} ({c['_target_']})" for n, c in plan.callbacks.items()) or "none"),
+        + (", ".join(f"{n} ({c['_target_']})" for n, c in plan.tracker_specs.items()) or "none"),
         f"resources    {plan.resources['cpu']:g} cpu, {plan.resources['gpu']:g} gpu per trial"
         + (f"  ({plan.resources_reason})" if plan.resources_reason else ""),
         f"ray          {plan.ray_address or 'a local instance started for this study'}",

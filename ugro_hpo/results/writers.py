@@ -181,5 +181,4 @@ def write_study_files(
             files.append(written.directory)
         except Exception as exc:  # the results above are what matters; a report can be rebuilt
             log.warning("the report could not be written (%s); `ugro hpo analyze` can retry", exc)
-    summary.files = files
     return files
