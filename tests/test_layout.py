@@ -88,9 +88,15 @@ def test_the_scan_finds_what_it_looks_for(tmp_path: Path) -> None:
     ]
 
 
+SIZE_ALARM = 800
+"""Not a target: modules are split where their jobs part, never to fit a number. A module this
+long has almost surely grown a second job, so the alarm asks someone to look (the largest today
+are under 400 lines)."""
+
+
 @pytest.mark.parametrize("path", MODULES, ids=[str(p.relative_to(PACKAGE)) for p in MODULES])
-def test_modules_stay_small(path: Path) -> None:
-    assert len(path.read_text(encoding="utf-8").splitlines()) <= 400
+def test_no_module_grows_past_the_size_alarm(path: Path) -> None:
+    assert len(path.read_text(encoding="utf-8").splitlines()) <= SIZE_ALARM
 
 
 def test_a_subpackage_per_concept_and_no_catch_all_module() -> None:

@@ -252,7 +252,7 @@ def finish(
         "ray_dir": str(plan.ray_dir),
         "search_space": plan.search_space.source,
         **run_facts(plan),
-        "trackers": {name: spec["_target_"] for name, spec in plan.callbacks.items()},
+        "trackers": {name: spec["_target_"] for name, spec in plan.tracker_specs.items()},
     }
     space = plan.search_space
     summary = summarize(study, space, facts)

@@ -32,7 +32,7 @@ class Plan:
     objective: dict[str, Any]
     sampler: dict[str, Any]
     scheduler: dict[str, Any]
-    callbacks: dict[str, dict[str, Any]]
+    tracker_specs: dict[str, dict[str, Any]]
     tracking_required: bool
     resources: dict[str, float]
     ray_address: str | None

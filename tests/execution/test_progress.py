@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState, create_trial
 
 from ugro_hpo.execution.progress import Progress, clock
@@ -68,10 +69,62 @@ def test_a_terminal_gets_a_redrawn_line_and_a_log_gets_lines(caplog) -> None:  #
     assert [r.message for r in caplog.records] == ["progress: " + logged.text()]
 
 
+class HandClock:
+    """A monotonic clock that moves only when the test turns it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_log_gets_a_line_each_interval_on_the_clock_even_when_no_trial_reports(caplog) -> None:  # type: ignore[no-untyped-def]
+    hand = HandClock()
+    progress = Progress(1, metric=None, stream=io.StringIO(), interval_s=25.0, clock=hand)
+    with caplog.at_level(logging.INFO, logger="ugro_hpo.execution.progress"):
+        progress.trial_started("a", 0, {})
+        hand.now += 24.9
+        progress.tick()  # within the interval: no line
+        hand.now += 0.1
+        progress.tick()  # the interval has passed: a line though no trial reported
+        hand.now += 25.0
+        progress.tick()
+    assert [r.message for r in caplog.records] == [
+        "progress: 0/1 done (0 complete, 0 pruned, 0 infeasible) | 1 running | 0 failed | 00:00 elapsed",
+        "progress: 0/1 done (0 complete, 0 pruned, 0 infeasible) | 1 running | 0 failed | 00:25 elapsed",
+        "progress: 0/1 done (0 complete, 0 pruned, 0 infeasible) | 1 running | 0 failed | 00:50 elapsed",
+    ]  # fmt: skip
+
+
+def test_elapsed_time_and_the_eta_are_read_from_the_clock() -> None:
+    hand = HandClock()
+    progress = Progress(3, metric="loss", stream=io.StringIO(), clock=hand)
+    hand.now += 60.0
+    progress.trial_finished("a", _trial(0, TrialState.COMPLETE, 1.0))
+    assert progress.text().endswith("| 01:00 elapsed | ETA 02:00")  # 60 s a trial, 2 to go
+    hand.now += 3540.0
+    assert progress.text().endswith("| 1:00:00 elapsed | ETA 2:00:00")
+
+
+def test_a_terminal_line_is_redrawn_at_most_twice_a_second_on_the_clock() -> None:
+    hand = HandClock()
+    terminal = Terminal()
+    progress = Progress(2, metric=None, stream=terminal, clock=hand)
+    progress.tick()
+    hand.now += 0.4
+    progress.tick()
+    assert terminal.getvalue().count("\r") == 1
+    hand.now += 0.1
+    progress.tick()
+    assert terminal.getvalue().count("\r") == 2
+
+
 def test_clock() -> None:
     assert (clock(5), clock(75), clock(3700)) == ("00:05", "01:15", "1:01:40")
 
 
+@pytest.mark.slow  # a whole study; the unit tests above check the timing with a hand clock
 def test_a_log_gets_a_progress_line_every_interval_while_no_trial_reports(
     tmp_path: Path, ray_address: str
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import queue
 import signal
 import subprocess
 import sys
@@ -66,17 +67,49 @@ def test_the_stopper_ends_the_run_when_asked_and_pickles_to_nothing() -> None:
     assert pickle.loads(pickle.dumps(stopper)).__dict__ == {}
 
 
-def test_the_heartbeat_beats_until_the_study_ends_and_survives_errors() -> None:
-    beats = threading.Semaphore(0)
-    calls: list[int] = []
+class HandTimer:
+    """The heartbeat's clock, turned by hand: each `let_pass` lets one interval pass; `waits`
+    holds the seconds of each wait the heartbeat began."""
+
+    def __init__(self) -> None:
+        self.passed = threading.Semaphore(0)
+        self.waits: queue.Queue[float] = queue.Queue()
+
+    def __call__(self, stop: threading.Event, seconds: float) -> bool:
+        self.waits.put(seconds)
+        while not stop.is_set():  # until an interval is let pass or the heartbeat is stopped
+            if self.passed.acquire(timeout=0.05):
+                return False
+        return True
+
+    def let_pass(self) -> None:
+        self.passed.release()
+
+
+def test_the_heartbeat_beats_once_per_interval_survives_errors_and_stops_on_leaving() -> None:
+    timer = HandTimer()
+    beats: queue.Queue[threading.Thread] = queue.Queue()
 
     def beat() -> None:
-        calls.append(1)
-        beats.release()
-        if len(calls) == 1:
+        beats.put(threading.current_thread())
+        if beats.qsize() == 1:
             raise RuntimeError("a storage hiccup")
 
-    with Heartbeat(beat, 0.01):
-        assert beats.acquire(timeout=5) and beats.acquire(timeout=5)  # the error did not end it
-    count = len(calls)
-    assert not Heartbeat(beat, 0.01)._thread.is_alive() and len(calls) == count
+    with Heartbeat(beat, 30.0, wait=timer):
+        assert timer.waits.get(timeout=60) == 30.0 and beats.empty()  # no beat before it passed
+        timer.let_pass()
+        thread = beats.get(timeout=60)
+        assert timer.waits.get(timeout=60) == 30.0 and beats.empty()  # the error did not end it
+        timer.let_pass()
+        assert beats.get(timeout=60) is thread
+        assert timer.waits.get(timeout=60) == 30.0 and beats.empty()
+    assert not thread.is_alive()  # left: the thread has ended, so no beat can follow
+    assert beats.empty()
+
+
+def test_the_heartbeat_waits_on_the_real_clock_by_default() -> None:
+    beats: queue.Queue[threading.Thread] = queue.Queue()
+    with Heartbeat(lambda: beats.put(threading.current_thread()), 0.01):
+        thread = beats.get(timeout=60)
+        assert beats.get(timeout=60) is thread
+    assert not thread.is_alive()

@@ -4,6 +4,7 @@ atomically, without following planted links, with metric names that cannot add Y
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from optuna.trial import TrialState, create_trial
 
 from ugro_hpo.optimize import protocol as p
 from ugro_hpo.results.records import counts, pareto_front, ranked, trial_records
-from ugro_hpo.results.writers import best_params_text, write_atomic, write_trials_csv
+from ugro_hpo.results.writers import best_params_text, write_atomic, write_json, write_trials_csv
 from ugro_hpo.space import parse_search_space
 
 D = {"x": optuna.distributions.FloatDistribution(0, 1)}
@@ -181,3 +182,11 @@ def test_a_comparison_page_overlays_best_so_far_and_links_each_report(tmp_path: 
         (3, 0.7),
         (4, 0.5),
     ]
+
+
+def test_json_files_stay_json_when_a_secret_named_number_is_masked(tmp_path: Path) -> None:
+    path = tmp_path / "final_metrics.json"
+    write_json(path, {"metrics": {"eval_loss": 1.5, "api_token": 123456789}, "trial": 3})
+    data = json.loads(path.read_text())
+    assert data["metrics"]["eval_loss"] == 1.5 and data["trial"] == 3
+    assert data["metrics"]["api_token"] != 123456789 and "123456789" not in path.read_text()

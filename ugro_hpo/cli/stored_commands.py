@@ -11,7 +11,6 @@ they are written or trained; output paths are checked before anything is read
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import numbers
@@ -217,19 +216,15 @@ def train_best(
     writers.write_best_params(
         out / "best_params.yaml", {"study_name": study_name, "best": best_entry(best)}
     )
-    writers.write_atomic(
+    writers.write_json(
         out / "final_metrics.json",
-        json.dumps(
-            {
-                "study_name": study_name,
-                "trial": best.number,
-                "max_steps": steps,
-                "metrics": metrics,
-                "study_values": best.values,
-            },
-            indent=2,
-        )
-        + "\n",
+        {
+            "study_name": study_name,
+            "trial": best.number,
+            "max_steps": steps,
+            "metrics": metrics,
+            "study_values": best.values,
+        },
     )
     adapter = out / "adapters" / f"trial_{best.number}"
     where = f"; adapter saved to {adapter}" if adapter.is_dir() else ""

@@ -100,7 +100,7 @@ def plan_and_parts(cfg: Any, run_dir: str | Path, objective: Any = None) -> tupl
         _component(data, "scheduler"), len(space.objectives), _group_choice("scheduler")
     )
     check_importable(scheduler, "scheduler")
-    callbacks, trackers = _callbacks(data)
+    tracker_specs, trackers = _trackers(data)
 
     export_best = data.get("export_best")
     plan = Plan(
@@ -121,7 +121,7 @@ def plan_and_parts(cfg: Any, run_dir: str | Path, objective: Any = None) -> tupl
         sampler=sampler,
         sampler_name=sampler_name,
         scheduler=scheduler,
-        callbacks=callbacks,
+        tracker_specs=tracker_specs,
         tracking_required=bool((data.get("tracking") or {}).get("required", True)),
         resources=_resources(data.get("resources") or {}),
         gpu_auto=(data.get("resources") or {}).get("gpu") == AUTO,
@@ -207,10 +207,11 @@ def _component(data: Mapping[str, Any], key: str) -> dict[str, Any]:
     return spec
 
 
-def _callbacks(data: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], list[Any]]:
-    """The tracking group's callbacks by name, and ours built: building them is cheap and
-    checks their names and settings, and the run uses these very objects. Others (Ray's own
-    callbacks) are only checked to be installed here, and built when the trials start."""
+def _trackers(data: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], list[Any]]:
+    """The tracking group's trackers (the ``tracking.callbacks`` key) by name, and ours built:
+    building them is cheap and checks their names and settings, and the run uses these very
+    objects. Others (Ray Tune callbacks) are only checked to be installed here, and built when
+    the trials start."""
     raw = (data.get("tracking") or {}).get("callbacks") or {}
     if isinstance(raw, list):
         raw = {f"callback{i}": spec for i, spec in enumerate(raw)}
@@ -295,7 +296,7 @@ def describe(plan: Plan) -> str:
         f"scheduler    {plan.scheduler['_target_']}"
         + (f"  ({plan.scheduler_reason})" if plan.scheduler_reason else ""),
         "trackers     "
-        + (", ".join(f"{n} ({c['_target_']})" for n, c in plan.callbacks.items()) or "none"),
+        + (", ".join(f"{n} ({c['_target_']})" for n, c in plan.tracker_specs.items()) or "none"),
         f"resources    {plan.resources['cpu']:g} cpu, {plan.resources['gpu']:g} gpu per trial"
         + (f"  ({plan.resources_reason})" if plan.resources_reason else ""),
         f"ray          {plan.ray_address or 'a local instance started for this study'}",

@@ -33,7 +33,7 @@ class Components:
 
     scheduler: Any
     trackers: Trackers
-    callbacks: list[Any]  # Ray Tune callbacks a user configured (not our trackers)
+    ray_callbacks: list[Any]  # Ray Tune callbacks a user configured (not our trackers)
     parts: LiveParts  # the objective checked on the driver, and the one the trials receive
 
 
@@ -44,12 +44,12 @@ def build_components(plan: Plan, parts: LiveParts) -> Components:
     space = plan.search_space
     if not space.is_multi_objective:
         scheduler.set_search_properties(space.objectives[0].name, space.objectives[0].mode)
-    others = [instantiate(spec, f"tracking.callbacks.{name}") for name, spec in plan.callbacks.items()
+    others = [instantiate(spec, f"tracking.callbacks.{name}") for name, spec in plan.tracker_specs.items()
               if not str(spec["_target_"]).startswith("ugro_hpo.")]  # fmt: skip
     return Components(
         scheduler=scheduler,
         trackers=Trackers(list(parts.trackers), required=plan.tracking_required),
-        callbacks=others,
+        ray_callbacks=others,
         parts=parts,
     )
 
@@ -78,7 +78,7 @@ def stop_ray() -> None:
 
 
 @dataclass
-class Outcome:
+class StudyEnding:
     """How the trials ended: ``complete``, ``interrupted``, ``stopped`` or ``time_budget``."""
 
     status: str
@@ -123,7 +123,7 @@ class _StreakListener:
             self.streak.record(frozen.state.name == "FAIL", frozen.user_attrs.get(p.TRIAL_ERROR))
 
 
-def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outcome:
+def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> StudyEnding:
     """Run trials until ``n_trials`` of them have run (or something ends the study early)."""
     import optuna
     from ray import tune
@@ -216,7 +216,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
         run_config=tune.RunConfig(
             name=experiment,
             storage_path=str(plan.ray_dir),
-            callbacks=components.callbacks or None,
+            callbacks=components.ray_callbacks or None,
             stop=stopper,
             verbose=min(max(plan.verbose - 1, 0), 3),
             failure_config=tune.FailureConfig(max_failures=plan.max_failures),
@@ -228,22 +228,42 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Outco
             tuner.fit()
     finally:
         progress.close()
-    if watch.interrupted.is_set():
-        outcome = Outcome("interrupted", "interrupted by a signal")
-    elif any(g.tripped for g in guards):
-        outcome = Outcome("stopped", next(g.reason for g in guards if g.tripped))
-    elif streak.tripped:
-        outcome = Outcome("stopped", streak.reason())
-    elif searcher.unsatisfiable:
-        outcome = Outcome("stopped", searcher.unsatisfiable)
-    elif plan.time_budget_s and time.time() - started >= plan.time_budget_s:
-        outcome = Outcome("time_budget", f"time_budget_s={plan.time_budget_s:g} reached")
-    else:
-        outcome = Outcome("complete")
-    searcher.abandon(
-        p.INTERRUPTED if outcome.status == "interrupted" else f"stopped early: {outcome.reason}"
+    ending = study_ending(
+        interrupted=watch.interrupted.is_set(),
+        guards=guards,
+        streak=streak,
+        unsatisfiable=searcher.unsatisfiable,
+        time_budget_s=plan.time_budget_s,
+        elapsed_s=time.time() - started,
     )
-    return outcome
+    searcher.abandon(
+        p.INTERRUPTED if ending.status == "interrupted" else f"stopped early: {ending.reason}"
+    )
+    return ending
+
+
+def study_ending(
+    *,
+    interrupted: bool,
+    guards: list[Any],
+    streak: Any,
+    unsatisfiable: str | None,
+    time_budget_s: float | None,
+    elapsed_s: float,
+) -> StudyEnding:
+    """Why Tune's run ended, first cause first: a signal, an objective's guard, the failure
+    streak, constraints that look unsatisfiable, the time budget; otherwise ``n_trials`` ran."""
+    if interrupted:
+        return StudyEnding("interrupted", "interrupted by a signal")
+    if any(g.tripped for g in guards):
+        return StudyEnding("stopped", next(g.reason for g in guards if g.tripped))
+    if streak.tripped:
+        return StudyEnding("stopped", streak.reason())
+    if unsatisfiable:
+        return StudyEnding("stopped", unsatisfiable)
+    if time_budget_s and elapsed_s >= time_budget_s:
+        return StudyEnding("time_budget", f"time_budget_s={time_budget_s:g} reached")
+    return StudyEnding("complete")
 
 
 def trial_dirname(trial: Any) -> str:

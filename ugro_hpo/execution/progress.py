@@ -14,6 +14,7 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from ugro_hpo.optimize import protocol as p
@@ -35,6 +36,8 @@ class Progress:
     """Counts by state of ``n_trials``, best value so far, elapsed time and an ETA.
 
     ``metric`` is the objective whose best value is shown (None for several objectives).
+    ``clock`` is where elapsed time and the interval between lines are read (a test turns it
+    by hand).
     """
 
     def __init__(
@@ -45,7 +48,9 @@ class Progress:
         existing: list[Any] | None = None,
         interval_s: float = 30.0,
         stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.clock = clock
         self.n_trials = n_trials
         self.metric = metric
         self.sign = 1.0 if direction == "minimize" else -1.0
@@ -53,7 +58,7 @@ class Progress:
         self.best: tuple[float, int] | None = None
         self._running: set[str] = set()
         self.finished_here = 0
-        self.started = time.monotonic()
+        self.started = clock()
         self.interval_s = interval_s
         self.stream = stream or sys.stderr
         self.terminal = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -110,7 +115,7 @@ class Progress:
         ]
         if self.best is not None:
             parts.append(f"best {self.metric} {self.best[0]:.4g} (trial {self.best[1]})")
-        elapsed = time.monotonic() - self.started
+        elapsed = self.clock() - self.started
         parts.append(f"{clock(elapsed)} elapsed")
         remaining = max(self.n_trials - self.done, 0)
         if remaining and self.finished_here:
@@ -127,7 +132,7 @@ class Progress:
             self._render(force)
 
     def _render(self, force: bool) -> None:
-        now = time.monotonic()
+        now = self.clock()
         every = TERMINAL_REFRESH_S if self.terminal else self.interval_s
         if not force and now - self._last_render < every:
             return

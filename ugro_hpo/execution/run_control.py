@@ -75,7 +75,7 @@ class InterruptWatch:
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if self.interrupted.is_set():
             leave_now()
         self.interrupted.set()
@@ -120,11 +120,22 @@ class RunStopper(Stopper):
 
 
 class Heartbeat:
-    """Calls ``beat`` every ``interval`` seconds on a daemon thread while the study runs."""
+    """Calls ``beat`` every ``interval`` seconds on a daemon thread while the study runs.
 
-    def __init__(self, beat: Callable[[], None], interval: float) -> None:
+    ``wait(stop, seconds)`` is the clock it waits on: it returns True once ``stop`` is set,
+    False when ``seconds`` have passed (by default `threading.Event.wait`; a test turns it by
+    hand).
+    """
+
+    def __init__(
+        self,
+        beat: Callable[[], None],
+        interval: float,
+        wait: Callable[[threading.Event, float], bool] = threading.Event.wait,
+    ) -> None:
         self.beat = beat
         self.interval = interval
+        self.wait = wait
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ugro-heartbeat", daemon=True)
 
@@ -137,7 +148,7 @@ class Heartbeat:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self.wait(self._stop, self.interval):
             try:
                 self.beat()
             except Exception as exc:  # a storage hiccup must not end the study

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from ugro_hpo.errors import ConfigError
@@ -91,9 +91,6 @@ class Hyperparameters:
                                   f"LoRA), got {ratio!r}")  # fmt: skip
             v["loraplus_lr_ratio"] = float(ratio)
         return cls(**v)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def parse_target_modules(value: Any) -> tuple[str, ...] | str | None:

@@ -30,7 +30,6 @@ class Outcome(StrEnum):
     WAITING = "waiting"
 
 
-ENDED = (Outcome.COMPLETE, Outcome.PRUNED, Outcome.INFEASIBLE, Outcome.FAILED)
 RAN = (Outcome.COMPLETE, Outcome.PRUNED)
 """Trials that ran and count towards ``n_trials`` (an infeasible proposal never ran)."""
 

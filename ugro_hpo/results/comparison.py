@@ -17,6 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ugro_hpo.results.text_table import text_table
+
 COLUMNS = ("job", "study", "status", "objective", "best", "complete", "pruned", "infeasible",
            "failed", "duration_s")  # fmt: skip
 SAMPLER_KEYS = ("search",)
@@ -143,9 +145,7 @@ def _curves_png(sweep_dir: Path, rows: list[dict[str, Any]]) -> bytes | None:
 
 
 def _text(rows: list[dict[str, Any]]) -> str:
-    cells = [list(COLUMNS)] + [[str(r[c]) for c in COLUMNS] for r in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in cells]
+    lines = text_table(COLUMNS, [[str(r[c]) for c in COLUMNS] for r in rows])
     return "Jobs of this multirun:\n" + "\n".join(lines)
 
 

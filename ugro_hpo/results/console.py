@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ugro_hpo.results.records import TrialRecord
+from ugro_hpo.results.text_table import text_table
 from ugro_hpo.space import SearchSpace
 
 
@@ -30,9 +31,7 @@ def summary_table(summary: dict[str, Any], top: list[TrialRecord], space: Search
         headers = ["trial", *space.metric_names, *space.names]
         rows = [[str(r.number), *(_format(r.values.get(m)) for m in space.metric_names),
                  *(_format(r.params.get(n)) for n in space.names)] for r in top]  # fmt: skip
-        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
-        lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-        lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+        lines += text_table(headers, rows)
     else:
         lines.append("No trial completed.")
     lines.append(f"Run directory: {summary['run_dir']}")

@@ -39,10 +39,6 @@ class ReportFiles:
     skipped: dict[str, str] = field(default_factory=dict)
     page: Path | None = None
 
-    @property
-    def files(self) -> list[Path]:
-        return [*self.plots.values(), *([self.page] if self.page else [])]
-
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):

@@ -5,8 +5,7 @@ study runs). The end of a run and `ugro hpo analyze` both build it here, from th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -23,7 +22,6 @@ class Summary:
     data: dict[str, Any]
     records: list[TrialRecord]
     ordered: list[TrialRecord]  # complete trials, best first
-    files: list[Path] = field(default_factory=list)  # what has been written from it
 
 
 def summarize(study: optuna.Study, space: SearchSpace, facts: dict[str, Any]) -> Summary:

@@ -22,7 +22,7 @@ import yaml
 
 from ugro_hpo.results.atomic_files import write_atomic
 from ugro_hpo.results.records import TrialRecord
-from ugro_hpo.security.redaction import REDACTED, is_secret_name
+from ugro_hpo.security.redaction import REDACTED, is_secret_name, redact_data
 from ugro_hpo.space import SearchSpace
 
 if TYPE_CHECKING:
@@ -33,9 +33,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON, secret-named entries masked as strings first, so that the text
+    scrub after it has nothing left to mask and the file stays valid JSON."""
+    write_atomic(path, json.dumps(redact_data(data), indent=2, default=str) + "\n")
+
+
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
     path = run_dir / "summary.json"
-    write_atomic(path, json.dumps(summary, indent=2, default=str) + "\n")
+    write_json(path, summary)
     return path
 
 
@@ -137,5 +143,4 @@ def write_study_files(
             files.append(written.directory)
         except Exception as exc:  # the results above are what matters; a report can be rebuilt
             log.warning("the report could not be written (%s); `ugro hpo analyze` can retry", exc)
-    summary.files = files
     return files

@@ -47,10 +47,6 @@ class Value:
     closing: str = ""
     multiline_failed: bool = False  # a multi-line value that did not close within the bound
 
-    @property
-    def inner_start(self) -> int:
-        return self.start + len(self.opening)
-
 
 def find_value(text: str, start: int, multiline: bool = True) -> Value:
     """The value that starts at ``start`` (just after ``name=`` or ``"name": ``).

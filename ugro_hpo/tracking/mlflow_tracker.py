@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ugro_hpo.names import check_mlflow_experiment
+from ugro_hpo.optimize import protocol as p
 from ugro_hpo.security.redaction import redact_data, redact_text, redact_url
 from ugro_hpo.tracking.tracker import StudyInfo, Tracker, TrialEnd, TrialStart
 
@@ -131,7 +132,7 @@ class MlflowTracker(Tracker):
 
     def _parent_key(self) -> str:
         digest = hashlib.sha256(self.tracking_uri.encode()).hexdigest()[:10]
-        return f"mlflow_parent_run:{digest}"
+        return f"{p.STUDY_MLFLOW_PARENT}{digest}"
 
     def study_started(self, info: StudyInfo) -> None:
         from mlflow.entities import Param, RunTag
