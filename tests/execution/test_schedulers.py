@@ -18,7 +18,7 @@ from ray.tune.schedulers import (
 )
 
 from ugro_hpo.config import conf_dir
-from ugro_hpo.config.plan import build_plan
+from ugro_hpo.config.plan import plan_and_parts
 from ugro_hpo.execution.launcher import build_components
 from ugro_hpo.execution.schedulers import MedianStopping
 
@@ -41,8 +41,8 @@ def test_every_scheduler_option_is_listed_here() -> None:
 def test_each_scheduler_option_is_built_for_the_spaces_objective(
     compose: Any, tmp_path: Path, option: str
 ) -> None:
-    plan = build_plan(compose(*SPACE, f"scheduler={option}"), tmp_path / "run")
-    scheduler = build_components(plan).scheduler
+    plan, parts = plan_and_parts(compose(*SPACE, f"scheduler={option}"), tmp_path / "run")
+    scheduler = build_components(plan, parts).scheduler
     assert type(scheduler) is BUILT[option]
     if option != "fifo":
         assert scheduler.metric == "value"  # the search space's objective
@@ -52,9 +52,9 @@ def test_each_scheduler_option_is_built_for_the_spaces_objective(
 
 
 def test_auto_gives_fifo_to_several_objectives(compose: Any, tmp_path: Path) -> None:
-    plan = build_plan(compose("objective=synthetic", "search_space=binh_korn", "tracking=none",
-                              "scheduler=auto"), tmp_path / "run")  # fmt: skip
-    assert type(build_components(plan).scheduler) is FIFOScheduler
+    plan, parts = plan_and_parts(compose("objective=synthetic", "search_space=binh_korn",
+                                         "tracking=none", "scheduler=auto"), tmp_path / "run")  # fmt: skip
+    assert type(build_components(plan, parts).scheduler) is FIFOScheduler
 
 
 class Controller:
