@@ -15,7 +15,7 @@ def instantiate(spec: Mapping[str, Any], key: str, **kwargs: Any) -> Any:
     from hydra.utils import instantiate as hydra_instantiate
 
     if not isinstance(spec, Mapping) or "_target_" not in spec:
-        raise ConfigError(f"{key}: needs a '_target_' naming the class or function to build")
+        raise ConfigError("needs a '_target_' naming the class or function to build", key=key)
     try:
         return hydra_instantiate(dict(spec), **_execution_whitelist(spec), **kwargs)
     except InstantiationException as exc:
@@ -23,12 +23,12 @@ def instantiate(spec: Mapping[str, Any], key: str, **kwargs: Any) -> Any:
         if isinstance(cause, UserError):
             raise cause from None
         detail = f"{type(cause).__name__}: {cause}" if cause else str(exc).splitlines()[0]
-        raise ConfigError(f"{key}: cannot build {spec['_target_']!r} ({detail})") from None
+        raise ConfigError(f"cannot build {spec['_target_']!r} ({detail})", key=key) from None
     except UserError:
         raise
     except Exception as exc:  # a target's constructor may raise anything
         raise ConfigError(
-            f"{key}: cannot build {spec['_target_']!r} ({type(exc).__name__}: {exc})"
+            f"cannot build {spec['_target_']!r} ({type(exc).__name__}: {exc})", key=key
         ) from None
 
 
@@ -55,7 +55,7 @@ def _targets(data: Any) -> list[str]:
 def check_importable(spec: Mapping[str, Any], key: str) -> None:
     """Cheap check for components too heavy to import in a dry run: the package must exist."""
     if not isinstance(spec, Mapping) or not isinstance(spec.get("_target_"), str):
-        raise ConfigError(f"{key}: needs a '_target_' naming the class or function to build")
+        raise ConfigError("needs a '_target_' naming the class or function to build", key=key)
     package = spec["_target_"].split(".", 1)[0]
     if importlib.util.find_spec(package) is None:
-        raise ConfigError(f"{key}: package {package!r} of {spec['_target_']!r} is not installed")
+        raise ConfigError(f"package {package!r} of {spec['_target_']!r} is not installed", key=key)

@@ -20,8 +20,9 @@ def check_path_name(value: object, key: str) -> str:
     """Return ``value`` if it is a safe path component, else raise a one-line ConfigError."""
     if not isinstance(value, str) or not _PATH_SAFE.fullmatch(value) or ".." in value:
         raise ConfigError(
-            f"{key}: invalid name {value!r}; use 1-128 ASCII letters, digits, '-', '_' or '.', "
-            "not starting with '.'"
+            f"invalid name {value!r}; use 1-128 ASCII letters, digits, '-', '_' or '.', "
+            "not starting with '.'",
+            key=key,
         )
     return value
 

@@ -2,7 +2,7 @@
 """The sweeper's config (``hydra.sweeper``) and its sampler group, registered with Hydra.
 
 Hydra imports every module under ``hydra_plugins`` whenever any Hydra app starts, so this one
-imports nothing but dataclasses and Hydra's config store. Hydra runs it without registering it
+imports nothing but dataclasses, Hydra's config store and the app's settings model (as light). Hydra runs it without registering it
 in ``sys.modules``, so its annotations must be real types (no ``from __future__ import
 annotations``), written in the forms OmegaConf reads.
 
@@ -19,18 +19,7 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-
-@dataclass
-class RayConf:
-    address: Optional[str] = None  # null: start Ray here; "auto" or host:port: join a cluster
-    num_cpus: Optional[int] = None
-    autoscaler: bool = False  # true: the cluster adds nodes on demand (resources are waited for)
-
-
-@dataclass
-class ResourcesConf:
-    cpu: float = 1.0  # per trial
-    gpu: float = 0.0  # fractions share a GPU (0.5: two trials per card)
+from ugro_hpo.config.schema import RaySettings, ResourcesSettings, default
 
 
 @dataclass
@@ -58,10 +47,11 @@ class UgroHpoSweeperConf:
     max_steps: int = 100  # the most steps a job reports (ASHA's and Hyperband's max_t)
     grace_period: int = 1  # steps every trial runs before a scheduler may stop it
     tracking: str = "none"  # none | mlflow | wandb | dual
-    resume: bool = True  # continue a study of the same name and storage
-    report: bool = True  # plots and an HTML page in the sweep directory
-    ray: RayConf = field(default_factory=RayConf)
-    resources: ResourcesConf = field(default_factory=ResourcesConf)
+    # The keys the app has too mean the same and default the same (ugro_hpo/config/schema.py).
+    resume: bool = default("resume")  # continue a study of the same name and storage
+    report: bool = default("report")  # plots and an HTML page in the sweep directory
+    ray: RaySettings = field(default_factory=RaySettings)
+    resources: ResourcesSettings = field(default_factory=ResourcesSettings)
     overrides: List[str] = field(default_factory=list)  # any other ugro_hpo key=value
 
 

@@ -37,7 +37,11 @@ class Terminal(io.StringIO):
 
 def test_counts_best_and_running_follow_the_events() -> None:
     progress = Progress(
-        4, metric="loss", existing=[_trial(0, TrialState.COMPLETE, 3.0)], stream=io.StringIO()
+        4,
+        metric="loss",
+        existing=[_trial(0, TrialState.COMPLETE, 3.0)],
+        stream=io.StringIO(),
+        interval_s=25.0,
     )
     progress.trial_started("a", 1, {})
     progress.trial_started("b", 2, {})
@@ -56,7 +60,7 @@ def test_counts_best_and_running_follow_the_events() -> None:
 
 def test_a_terminal_gets_a_redrawn_line_and_a_log_gets_lines(caplog) -> None:  # type: ignore[no-untyped-def]
     terminal = Terminal()
-    progress = Progress(2, metric=None, stream=terminal)
+    progress = Progress(2, metric=None, stream=terminal, interval_s=25.0)
     progress.render(force=True)
     progress.close()
     assert terminal.getvalue().startswith("\r\x1b[2K0/2 done") and terminal.getvalue().endswith(
@@ -99,7 +103,7 @@ def test_a_log_gets_a_line_each_interval_on_the_clock_even_when_no_trial_reports
 
 def test_elapsed_time_and_the_eta_are_read_from_the_clock() -> None:
     hand = HandClock()
-    progress = Progress(3, metric="loss", stream=io.StringIO(), clock=hand)
+    progress = Progress(3, metric="loss", stream=io.StringIO(), clock=hand, interval_s=25.0)
     hand.now += 60.0
     progress.trial_finished("a", _trial(0, TrialState.COMPLETE, 1.0))
     assert progress.text().endswith("| 01:00 elapsed | ETA 02:00")  # 60 s a trial, 2 to go
@@ -110,7 +114,7 @@ def test_elapsed_time_and_the_eta_are_read_from_the_clock() -> None:
 def test_a_terminal_line_is_redrawn_at_most_twice_a_second_on_the_clock() -> None:
     hand = HandClock()
     terminal = Terminal()
-    progress = Progress(2, metric=None, stream=terminal, clock=hand)
+    progress = Progress(2, metric=None, stream=terminal, clock=hand, interval_s=25.0)
     progress.tick()
     hand.now += 0.4
     progress.tick()

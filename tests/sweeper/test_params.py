@@ -3,6 +3,8 @@ file, the sweeper's settings and its rules for ending a sweep (no Ray: quick).""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import MISSING
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import optuna
 import pytest
 import yaml
 
+from hydra_plugins.ugro_hpo_sweeper.config import UgroHpoSweeperConf
 from ugro_hpo.errors import ConfigError
 from ugro_hpo.space import parse_search_space
 from ugro_hpo.sweeper.guard import SweepGuard
@@ -218,6 +221,11 @@ def test_the_optuna_sweeper_s_own_preset_targets_build_the_same_samplers() -> No
     assert sampler_spec({"_target_": target})["_target_"] == "optuna.samplers.NSGAIIISampler"
 
 
+SWEEPER_DEFAULTS = {
+    f.name: f.default for f in dataclasses.fields(UgroHpoSweeperConf) if f.default is not MISSING
+}
+
+
 @pytest.mark.parametrize(
     ("settings", "fragment"),
     [
@@ -230,7 +238,7 @@ def test_the_optuna_sweeper_s_own_preset_targets_build_the_same_samplers() -> No
 )
 def test_settings_it_cannot_use_are_one_line(settings: dict, fragment: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        check_settings({"scheduler": "fifo", "tracking": "none", **settings})
+        check_settings({**SWEEPER_DEFAULTS, "scheduler": "fifo", **settings})
     assert str(caught.value).startswith(fragment)
 
 

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ugro_hpo.config import conf_dir
-from ugro_hpo.optimize.stored_study import DEFAULT_STORAGE
+from ugro_hpo.config.schema import default
+
+# The app's default storage, as a stored-study command run from the same directory finds it.
+DEFAULT_STORAGE = str(default("storage")).replace("${outputs_dir}", str(default("outputs_dir")))
 
 
 def quote(value: str) -> str:

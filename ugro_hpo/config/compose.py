@@ -33,7 +33,8 @@ def default_eval_every(max_steps: Any) -> Any:
 
 def register_resolvers() -> None:
     """`${ugro_path_name:...}` refuses names that would escape the outputs directory;
-    `${ugro_eval_every:...}` makes ``eval_every`` follow ``max_steps`` unless it is set."""
+    `${ugro_eval_every:...}` makes ``eval_every`` follow ``max_steps`` unless it is set;
+    `${ugro_settings_help:}` is the settings model's key list that ``--help`` prints."""
     from omegaconf import OmegaConf
 
     from ugro_hpo.names import check_path_name
@@ -42,6 +43,11 @@ def register_resolvers() -> None:
         _register("ugro_path_name", lambda v: check_path_name(v, "study_name"))
     if not OmegaConf.has_resolver("ugro_eval_every"):
         _register("ugro_eval_every", default_eval_every)
+    if not OmegaConf.has_resolver("ugro_settings_help"):
+        from ugro_hpo.config.schema import settings_help
+
+        # Hydra fills the help template with string.Template: a literal $ is written $$.
+        _register("ugro_settings_help", lambda: settings_help().replace("$", "$$"))
 
 
 def _register(name: str, resolver: Any) -> None:
@@ -77,3 +83,68 @@ def version_base() -> dict[str, str]:
 
     major, minor = (int(part) for part in hydra.__version__.split(".")[:2])
     return {} if (major, minor) >= (1, 4) else {"version_base": "1.3"}
+
+
+def group_option(group: str, option: str) -> dict[str, Any]:
+    """A config group's option as plain data, read from the config tree without composing
+    the whole config (the sweeper's study, inside the app's own Hydra run). An option's
+    defaults list may name other options of the same group (``tracking: dual`` is mlflow plus
+    wandb); they come first and the option's own values win, as in Hydra."""
+    from omegaconf import OmegaConf
+
+    from ugro_hpo.errors import ConfigError
+
+    path = conf_dir() / group / f"{option}.yaml"
+    if not path.is_file():
+        options = sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+        raise ConfigError(
+            f"{option!r} is not an option; use one of {', '.join(options)}", key=group
+        )
+    own = OmegaConf.load(path)
+    merged = OmegaConf.create({})
+    for base in own.pop("defaults", []):
+        merged = OmegaConf.merge(merged, group_option(group, str(base)))
+    data = OmegaConf.to_container(OmegaConf.merge(merged, own))
+    assert isinstance(data, dict)
+    return {str(k): v for k, v in data.items()}
+
+
+def apply_overrides(cfg: Any, overrides: list[str], where: str) -> None:
+    """Command-line style ``key=value`` overrides (Hydra's grammar) applied to ``cfg``, a
+    config built from the settings model; ``where`` names the setting they came from."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+    from omegaconf import OmegaConf, open_dict
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    from ugro_hpo.config.schema import GROUPS, unknown_key_message
+    from ugro_hpo.errors import ConfigError
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException as exc:
+        raise ConfigError(str(exc).splitlines()[0], key=where) from None
+    for override in parsed:
+        key = override.key_or_group
+        if override.is_delete() or override.is_sweep_override():
+            raise ConfigError(f"{override.input_line!r}: give key=value, one value", key=where)
+        value = override.value()
+        if key in ("scheduler", "tracking") and isinstance(value, str):
+            cfg[key] = group_option(key, value)
+            continue
+        if key.split(".", 1)[0] in GROUPS:
+            raise ConfigError(
+                f"{override.input_line!r}: {key} is not set this way here; the sweeper's own "
+                "settings choose the scheduler and tracking, and the trials run the app",
+                key=where,
+            )
+        try:
+            if override.is_add() or override.is_force_add():
+                with open_dict(cfg):
+                    OmegaConf.update(cfg, key, value, merge=True)
+            else:
+                OmegaConf.update(cfg, key, value, merge=True)
+        except (ConfigKeyError, ConfigAttributeError):
+            raise ConfigError(unknown_key_message(key)) from None
+        except ValidationError as exc:
+            raise ConfigError(str(exc).splitlines()[0], key=key) from None

@@ -16,9 +16,8 @@ from typing import Any
 
 from ugro_hpo.components import check_importable, instantiate
 from ugro_hpo.config.scheduler_choice import choose_scheduler
-from ugro_hpo.config.schema import unknown_key_message, unknown_keys
+from ugro_hpo.config.schema import AUTO, unknown_key_message, unknown_keys
 from ugro_hpo.errors import ConfigError
-from ugro_hpo.execution.resources import AUTO
 from ugro_hpo.names import check_path_name, check_tags
 from ugro_hpo.optimize.samplers import auto_reason, sampler_factory
 from ugro_hpo.optimize.samplers import build_sampler as build_sampler
@@ -41,7 +40,7 @@ def resolve(cfg: Any) -> dict[str, Any]:
     cfg = cfg.copy()
     with open_dict(cfg):
         # Every ${outputs_dir} path must mean the same on Ray workers, whose cwd differs.
-        cfg.outputs_dir = str(Path(str(cfg.get("outputs_dir") or "outputs")).expanduser().resolve())
+        cfg.outputs_dir = str(Path(str(cfg.outputs_dir)).expanduser().resolve())
     try:
         data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as exc:
@@ -77,8 +76,8 @@ def plan_and_parts(cfg: Any, run_dir: str | Path, objective: Any = None) -> tupl
     max_steps = _integer(data, "max_steps", minimum=1)
     eval_every = _integer(data, "eval_every", minimum=1)
     if eval_every > max_steps:
-        raise ConfigError(f"eval_every: {eval_every} is larger than max_steps ({max_steps})")
-    outputs_dir = Path(str(data.get("outputs_dir") or "outputs")).resolve()
+        raise ConfigError(f"{eval_every} is larger than max_steps ({max_steps})", key="eval_every")
+    outputs_dir = Path(str(data["outputs_dir"])).resolve()
 
     space = _search_space(data)
     if objective is None:
@@ -90,12 +89,12 @@ def plan_and_parts(cfg: Any, run_dir: str | Path, objective: Any = None) -> tupl
     checked_objective.check(space)
 
     seed = _integer(data, "seed", minimum=0, maximum=2**32 - 1)
-    storage = _storage_url(str(data.get("storage", "")))
+    storage = _storage_url(str(data["storage"]))
     sampler = _component(data, "search")
     factory = sampler_factory(sampler)
     factory.check(space)
     sampler_name = factory.name(space)
-    _refuse_pickled_state(sampler_name, storage, bool(data.get("unpickle_shared_storage")))
+    _refuse_pickled_state(sampler_name, storage, bool(data["unpickle_shared_storage"]))
     scheduler, scheduler_reason = choose_scheduler(
         _component(data, "scheduler"), len(space.objectives), _group_choice("scheduler")
     )
@@ -111,9 +110,9 @@ def plan_and_parts(cfg: Any, run_dir: str | Path, objective: Any = None) -> tupl
         max_steps=max_steps,
         eval_every=eval_every,
         storage=storage,
-        resume=bool(data.get("resume", True)),
-        dry_run=bool(data.get("dry_run", False)),
-        verbose=int(data.get("verbose") or 0),
+        resume=bool(data["resume"]),
+        dry_run=bool(data["dry_run"]),
+        verbose=_integer(data, "verbose", minimum=0),
         outputs_dir=outputs_dir,
         run_dir=Path(run_dir).resolve(),
         search_space=space,
@@ -123,19 +122,19 @@ def plan_and_parts(cfg: Any, run_dir: str | Path, objective: Any = None) -> tupl
         scheduler=scheduler,
         tracker_specs=tracker_specs,
         tracking_required=bool((data.get("tracking") or {}).get("required", True)),
-        resources=_resources(data.get("resources") or {}),
-        gpu_auto=(data.get("resources") or {}).get("gpu") == AUTO,
-        ray_address=_ray_address((data.get("ray") or {}).get("address")),
-        ray_num_cpus=(data.get("ray") or {}).get("num_cpus"),
-        ray_autoscaler=bool((data.get("ray") or {}).get("autoscaler", False)),
+        resources=_resources(data["resources"]),
+        gpu_auto=data["resources"]["gpu"] == AUTO,
+        ray_address=_ray_address(data["ray"]["address"]),
+        ray_num_cpus=data["ray"]["num_cpus"],
+        ray_autoscaler=bool(data["ray"]["autoscaler"]),
         export_best=Path(export_best).resolve() if export_best else None,
         tags=check_tags(data.get("tags")),
         max_failures=_integer(data, "max_failures", minimum=0),
         max_consecutive_failures=_integer(data, "max_consecutive_failures", minimum=0),
         trial_timeout_s=_seconds(data, "trial_timeout_s"),
         time_budget_s=_seconds(data, "time_budget_s"),
-        progress_interval_s=_seconds(data, "progress_interval_s") or 25.0,
-        report=bool(data.get("report", True)),
+        progress_interval_s=_required_seconds(data, "progress_interval_s"),
+        report=bool(data["report"]),
         config=data,
         uses_gpu=bool(getattr(checked_objective, "uses_gpu", False)),
         gpu_only=getattr(checked_objective, "gpu_only", None),
@@ -150,9 +149,9 @@ def plan_and_parts(cfg: Any, run_dir: str | Path, objective: Any = None) -> tupl
 def _integer(data: Mapping[str, Any], key: str, minimum: int, maximum: int | None = None) -> int:
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{key}: must be a whole number >= {minimum}, got {value!r}")
+        raise ConfigError(f"must be a whole number >= {minimum}, got {value!r}", key=key)
     if maximum is not None and value > maximum:
-        raise ConfigError(f"{key}: must be a whole number <= {maximum}, got {value!r}")
+        raise ConfigError(f"must be a whole number <= {maximum}, got {value!r}", key=key)
     return value
 
 
@@ -166,8 +165,15 @@ def _seconds(data: Mapping[str, Any], key: str) -> float | None:
         or not math.isfinite(value)
         or value <= 0
     ):
-        raise ConfigError(f"{key}: must be a number of seconds > 0 (or null), got {value!r}")
+        raise ConfigError(f"must be a number of seconds > 0 (or null), got {value!r}", key=key)
     return float(value)
+
+
+def _required_seconds(data: Mapping[str, Any], key: str) -> float:
+    value = _seconds(data, key)
+    if value is None:
+        raise ConfigError("must be a number of seconds > 0, got None", key=key)
+    return value
 
 
 def _refuse_pickled_state(sampler_name: str, storage: str, allowed: bool) -> None:
@@ -237,7 +243,8 @@ def _storage_url(url: str) -> str:
     """Check the scheme; make a relative SQLite path absolute (Ray workers have other cwds)."""
     if not _STORAGE_URL.fullmatch(url):
         raise ConfigError(
-            f"storage: {url!r} is not a database URL; use sqlite:///path.db or postgresql://user@host/db"
+            f"{url!r} is not a database URL; use sqlite:///path.db or postgresql://user@host/db",
+            key="storage",
         )
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
@@ -249,7 +256,7 @@ def _resources(raw: Mapping[str, Any]) -> dict[str, float]:
     """Numbers per trial; ``gpu: auto`` stands as 0 here until the capacity is known."""
     resources: dict[str, float] = {}
     for key in ("cpu", "gpu"):
-        value = raw.get(key, 0)
+        value = raw[key]
         if key == "gpu" and value == AUTO:
             resources[key] = 0.0
             continue
@@ -260,12 +267,12 @@ def _resources(raw: Mapping[str, Any]) -> dict[str, float]:
             or value < 0
         ):
             also = " or auto" if key == "gpu" else ""
-            raise ConfigError(f"resources.{key}: must be a number >= 0{also}, got {value!r}")
+            raise ConfigError(f"must be a number >= 0{also}, got {value!r}", key=f"resources.{key}")
         if value > 1 and float(value) != int(value):
-            raise ConfigError(f"resources.{key}: above 1, use whole numbers (got {value})")
+            raise ConfigError(f"above 1, use whole numbers (got {value})", key=f"resources.{key}")
         resources[key] = float(value)
     if resources["cpu"] == 0 and resources["gpu"] == 0 and raw.get("gpu") != AUTO:
-        raise ConfigError("resources: a trial needs some cpu or gpu; set resources.cpu=1")
+        raise ConfigError("a trial needs some cpu or gpu; set resources.cpu=1", key="resources")
     return resources
 
 
@@ -273,7 +280,7 @@ def _ray_address(value: Any) -> str | None:
     if value in (None, ""):
         return None
     if not isinstance(value, str) or not _RAY_ADDRESS.fullmatch(value):
-        raise ConfigError(f"ray.address: {value!r} is not 'auto' or host:port")
+        raise ConfigError(f"{value!r} is not 'auto' or host:port", key="ray.address")
     return value
 
 

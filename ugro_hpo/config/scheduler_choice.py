@@ -39,7 +39,8 @@ def choose_scheduler(
     if objectives > 1 and target not in SERVES_SEVERAL_OBJECTIVES:
         named = f"{choice} ({target})" if choice not in ("?", "(composed)") else target
         raise ConfigError(
-            f"scheduler: {named} stops trials by one metric, but the search space has "
-            f"{objectives} objectives; choose fifo, which runs every trial to max_steps"
+            f"{named} stops trials by one metric, but the search space has "
+            f"{objectives} objectives; choose fifo, which runs every trial to max_steps",
+            key="scheduler",
         )
     return dict(spec), ""

@@ -1,75 +1,145 @@
-"""Structured-config schema for the app's own top-level keys.
+"""The settings model: every top-level key of the app, its type, its default and what it is for.
 
-Values live in conf/config.yaml; this schema fixes their types, so `n_trials=abc` or a typo in a
-key fails at composition with a clear message. Config groups (model, dataset, search_space,
-objective, search, scheduler, tracking) are free-form: their `_target_`s are checked when they
-are instantiated, not mirrored here.
+This is the one place a key is defined. ``conf/config.yaml`` only chooses the config groups'
+options (model, dataset, search space, objective, search, scheduler, tracking) and Hydra's own
+settings; the sweeper's config (``hydra.sweeper``) reuses the sections it shares with the app
+(``ray``, ``resources``) and takes the defaults of the keys it shares from here; the plan reads
+the composed values without fallbacks of its own. Hydra registers the model as a structured
+config, so ``n_trials=abc`` or a typo in a key fails at composition with a clear message, and
+``--help`` lists every key with its doc (`settings_help`). Config groups are free-form: their
+``_target_``s are checked when they are instantiated, not mirrored here.
+
+Only dataclasses and OmegaConf are imported: Hydra's plugin discovery imports the sweeper's
+config, and with it this module, whenever any Hydra app starts.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
-from omegaconf import MISSING
+from omegaconf import II
+
+AUTO = "auto"
+"""``resources.gpu: auto``: one GPU per trial where there are GPUs and the objective uses them."""
+
+
+def setting(default: Any, doc: str) -> Any:
+    """A key: its default (a mutable one is copied per config) and the line ``--help`` shows."""
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
+def section(cls: type, doc: str) -> Any:
+    """A section of keys of its own (``ray``, ``resources``)."""
+    return field(default_factory=cls, metadata={"doc": doc})
 
 
 @dataclass
-class RaySchema:
-    address: str | None = MISSING
-    num_cpus: int | None = MISSING
-    autoscaler: bool = MISSING
+class RaySettings:
+    address: str | None = setting(
+        None, 'null: start Ray here; "auto" or host:port: join an existing cluster'
+    )
+    num_cpus: int | None = setting(
+        None, "CPUs for a Ray started here (null: all of this machine's)"
+    )
+    autoscaler: bool = setting(
+        False,
+        "true: the cluster adds nodes on demand, so a trial that no node can run yet is waited "
+        "for instead of refused at start",
+    )
 
 
 @dataclass
-class ResourcesSchema:
-    cpu: float = MISSING
-    gpu: Any = MISSING  # a number, or "auto" (checked when the plan is built)
+class ResourcesSettings:
+    cpu: float = setting(1.0, "CPUs per trial (fractions share a core)")
+    gpu: Any = setting(
+        AUTO,
+        "GPUs per trial: auto (1 when the machine or Ray cluster has GPUs and the objective "
+        "trains on them, else 0) or a number (0.5 puts two trials on one GPU)",
+    )
 
 
 @dataclass
-class MlflowSchema:
-    tracking_uri: str = MISSING
-    experiment_name: str = MISSING
+class MlflowSettings:
+    tracking_uri: str = setting(
+        "sqlite:///${outputs_dir}/mlflow.db", "an MLflow store, or http://host:port of a server"
+    )
+    experiment_name: str = setting("ugro-hpo", "the MLflow experiment of the study's runs")
 
 
 @dataclass
-class WandbSchema:
-    project: str | None = MISSING
-    entity: str | None = MISSING
-    mode: str | None = MISSING
-    api_key_file: str | None = MISSING
+class WandbSettings:
+    project: str | None = setting(None, "the W&B project (null: WANDB_PROJECT)")
+    entity: str | None = setting(None, "the W&B entity (null: WANDB_ENTITY)")
+    mode: str | None = setting(
+        None, "online | offline | disabled (null: WANDB_MODE, else offline without an API key)"
+    )
+    api_key_file: str | None = setting(
+        None, "a file holding the API key (WANDB_API_KEY_FILE); keys never go in configs"
+    )
 
 
 @dataclass
-class AppSchema:
-    study_name: str = MISSING
-    n_trials: int = MISSING
-    parallel_jobs: int = MISSING
-    seed: int = MISSING
-    max_steps: int = MISSING
-    eval_every: int = MISSING
-    outputs_dir: str = MISSING
-    storage: str = MISSING
-    resume: bool = MISSING
-    dry_run: bool = MISSING
-    search_space_file: str | None = MISSING
-    export_best: str | None = MISSING
-    max_failures: int = MISSING
-    max_consecutive_failures: int = MISSING
-    trial_timeout_s: float | None = MISSING
-    time_budget_s: float | None = MISSING
-    progress_interval_s: float = MISSING
-    report: bool = MISSING
-    unpickle_shared_storage: bool = MISSING
-    verbose: int = MISSING
-    ray: RaySchema = field(default_factory=RaySchema)
-    resources: ResourcesSchema = field(default_factory=ResourcesSchema)
-    mlflow: MlflowSchema = field(default_factory=MlflowSchema)
-    wandb: WandbSchema = field(default_factory=WandbSchema)
-    tags: dict[str, str] = field(default_factory=dict)
+class AppSettings:
+    study_name: str = setting("ugro-demo", "the study's name in the storage and in outputs/")
+    n_trials: int = setting(
+        10, "trials that must run (complete or pruned; infeasible proposals do not count)"
+    )
+    parallel_jobs: int = setting(2, "trials running at once (Ray Tune's max_concurrent_trials)")
+    seed: int = setting(42, "the sampler's seed and every trial's training seed")
+    max_steps: int = setting(
+        60, "most steps a trial runs (training steps for lora, iterations for synthetic)"
+    )
+    eval_every: int = setting(
+        II("ugro_eval_every:${max_steps}"),
+        "steps between evaluations, reported to the scheduler (unset: max_steps // 6, at least 1)",
+    )
+    outputs_dir: str = setting("outputs", "where runs, the study database and tracking stores live")
+    storage: str = setting(
+        "sqlite:///${outputs_dir}/studies.db",
+        "Optuna storage URL (postgresql://... for drivers on several machines)",
+    )
+    resume: bool = setting(
+        True, "continue a study of the same name; false archives it and starts afresh"
+    )
+    dry_run: bool = setting(False, "validate and print the plan, run nothing")
+    search_space_file: str | None = setting(
+        None, "a UGRO search-space YAML file; replaces the search_space group's option"
+    )
+    export_best: str | None = setting(None, "also write the best parameters to this path")
+    max_failures: int = setting(0, "retries of a trial whose worker process dies (Ray's)")
+    max_consecutive_failures: int = setting(
+        10, "stop the study after this many failed trials in a row (0: never)"
+    )
+    trial_timeout_s: float | None = setting(
+        None, "stop a trial that runs longer (checked at each report); it counts as pruned"
+    )
+    time_budget_s: float | None = setting(
+        None, "end the study after this long, keeping what finished; rerun to continue"
+    )
+    progress_interval_s: float = setting(
+        25.0, "seconds between progress lines when the output is not a terminal"
+    )
+    report: bool = setting(True, "write report/ (plots, importances, HTML page) at the end")
+    unpickle_shared_storage: bool = setting(
+        False,
+        "search=cmaes keeps its state as pickles in the storage, and unpickling runs code; "
+        "refused on a shared database (postgresql://...) unless set, for one only you write to",
+    )
+    verbose: int = setting(0, "0: our progress only; 1: our debug logs; 2+: Ray Tune's tables too")
+    ray: RaySettings = section(RaySettings, "the Ray instance the trials run on")
+    resources: ResourcesSettings = section(ResourcesSettings, "what each trial gets")
+    mlflow: MlflowSettings = section(MlflowSettings, "tracking=mlflow|dual")
+    wandb: WandbSettings = section(WandbSettings, "tracking=wandb|dual")
+    tags: dict[str, str] = setting(
+        {}, "your own labels for the study's runs: +tags.team=nlp +tags.ticket=HPO-12"
+    )
+    # The config groups, chosen in conf/config.yaml's defaults list.
     model: Any = None
     dataset: Any = None
     search_space: Any = None
@@ -79,14 +149,49 @@ class AppSchema:
     tracking: Any = None
 
 
+GROUPS = ("model", "dataset", "search_space", "objective", "search", "scheduler", "tracking")
+
+
 def register() -> None:
-    """Make the schema available to conf/config.yaml's defaults list as `ugro_schema`."""
+    """Make the model available to conf/config.yaml's defaults list as `ugro_schema`."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="ugro_schema", node=AppSchema)
+    ConfigStore.instance().store(name="ugro_schema", node=AppSettings)
 
 
-def unknown_keys(data: Mapping[str, Any], schema: type = AppSchema, prefix: str = "") -> list[str]:
+def keys(schema: type = AppSettings, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every key of the model (dotted, sections walked) with its dataclass field."""
+    for f in fields(schema):
+        nested = _nested(f)
+        if nested is not None:
+            yield from keys(nested, f"{prefix}{f.name}.")
+        elif f.name not in GROUPS:
+            yield f"{prefix}{f.name}", f
+
+
+def default(key: str) -> Any:
+    """A key's default, as the model states it (``default("resources.gpu")`` is ``"auto"``)."""
+    for name, f in keys():
+        if name == key:
+            return f.default_factory() if f.default is NO_DEFAULT else f.default
+    raise KeyError(key)
+
+
+def settings_help() -> str:
+    """Every key with its default and doc, for ``--help``."""
+    lines = []
+    for name, f in keys():
+        value = default(name)
+        shown = (
+            "null" if value is None else str(value).lower() if isinstance(value, bool) else value
+        )
+        lines.append(f"{name} = {shown}\n    {f.metadata['doc']}")
+    return "\n".join(lines)
+
+
+def unknown_keys(
+    data: Mapping[str, Any], schema: type = AppSettings, prefix: str = ""
+) -> list[str]:
     """Dotted keys of ``data`` that the schema does not have. ``+key=value`` adds a key past the
     schema (Hydra opens the config for it), so a typo written that way is caught here; keys
     under a free-form field (``tags``, the config groups) are the user's own."""
@@ -103,7 +208,7 @@ def unknown_keys(data: Mapping[str, Any], schema: type = AppSchema, prefix: str 
 def unknown_key_message(key: str) -> str:
     """One line for a key the config does not have, with the nearest known key."""
     *section, last = key.split(".")
-    schema: type | None = AppSchema
+    schema: type | None = AppSettings
     for part in section:
         schema = {f.name: _nested(f) for f in fields(schema)}.get(part) if schema else None
     near = difflib.get_close_matches(last, [f.name for f in fields(schema)] if schema else [], n=1)

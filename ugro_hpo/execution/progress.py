@@ -46,7 +46,8 @@ class Progress:
         metric: str | None,
         direction: str = "minimize",
         existing: list[Any] | None = None,
-        interval_s: float = 30.0,
+        *,
+        interval_s: float,  # the plan's progress_interval_s (its default is the settings')
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -22,7 +22,6 @@ from ugro_hpo.execution.ray_session import ensure_ray
 from ugro_hpo.study_plan import Plan
 
 log = logging.getLogger(__name__)
-AUTO = "auto"
 LOCAL = "this machine"
 _DEVICE_NODE = re.compile(r"nvidia(\d+)")
 

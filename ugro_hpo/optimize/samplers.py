@@ -57,10 +57,10 @@ class SamplerFactory:
             raise
         except Exception as exc:  # a sampler's constructor may raise anything
             raise ConfigError(
-                f"{self.key}: cannot build {self.target!r} ({type(exc).__name__}: {exc})"
+                f"cannot build {self.target!r} ({type(exc).__name__}: {exc})", key=self.key
             ) from None
         if not isinstance(made, optuna.samplers.BaseSampler):
-            raise ConfigError(f"{self.key}: {self.target!r} did not give an Optuna sampler")
+            raise ConfigError(f"{self.target!r} did not give an Optuna sampler", key=self.key)
         return made
 
 
@@ -73,7 +73,7 @@ def sampler_factory(spec: Mapping[str, Any], key: str = "search") -> SamplerFact
         inspect.signature(partial.func).bind_partial(*partial.args, **partial.keywords)
     except TypeError as exc:
         raise ConfigError(
-            f"{key}: {spec['_target_']!r} does not take these settings ({exc})"
+            f"{spec['_target_']!r} does not take these settings ({exc})", key=key
         ) from None
     return SamplerFactory(key, str(spec["_target_"]), partial, bool(spec.get("_partial_")))
 

@@ -19,8 +19,6 @@ from ugro_hpo.security.redaction import redact_url
 from ugro_hpo.security.stored_objective import check_objective
 from ugro_hpo.space import SearchSpace, parse_search_space
 
-DEFAULT_STORAGE = "sqlite:///outputs/studies.db"
-
 
 @dataclass
 class StoredStudy:
@@ -84,7 +82,10 @@ def load_stored_study(study_name: str, storage: str) -> StoredStudy:
 
     check_path_name(study_name, "--study-name")
     if "://" not in storage:
-        raise ConfigError(f"--storage: {storage!r} is not a database URL (e.g. {DEFAULT_STORAGE})")
+        raise ConfigError(
+            f"{storage!r} is not a database URL (e.g. sqlite:///outputs/studies.db)",
+            key="--storage",
+        )
     if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).is_file():
         raise ConfigError(
             f"--storage: {storage} does not exist; run from the study's directory or pass --storage"

@@ -38,6 +38,9 @@ class HydraJob(Objective):
     parameters = None  # whatever the app's config has
     metrics = None
     reports_every_metric = False  # ugro_hpo.report is optional in an app
+    # resources.gpu=auto, as for the app's own objectives that train: a GPU per trial where the
+    # machine or cluster has GPUs (the sweeper cannot tell whether the app uses one).
+    uses_gpu = True
 
     def __init__(
         self,

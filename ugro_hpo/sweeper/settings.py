@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ugro_hpo.errors import ConfigError
+from ugro_hpo.errors import ConfigError, UserError
 
 SCHEDULERS = ("asha", "hyperband", "median", "fifo")
 TRACKING = ("none", "mlflow", "wandb", "dual")
@@ -38,7 +38,7 @@ def check_settings(s: Mapping[str, Any]) -> None:
             raise ConfigError(
                 f"hydra.sweeper.{key}: {s.get(key)!r}; use one of {', '.join(allowed)}"
             )
-    rate = s.get("max_failure_rate", 0.0)
+    rate = s["max_failure_rate"]
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
         raise ConfigError(
             f"hydra.sweeper.max_failure_rate: {rate!r}; give a share between 0.0 (stop at the "
@@ -80,47 +80,46 @@ def sampler_spec(value: Any) -> dict[str, Any]:
 
 def study_config(s: Mapping[str, Any], job_name: str, sweep_dir: Path,
                  space_data: dict[str, Any]) -> Any:  # fmt: skip
-    """Our config for the study, composed as the command line would, then the sweeper's
-    settings written in (values, not override strings: paths and URLs need no quoting)."""
-    from omegaconf import open_dict
+    """Our config for the study, built from the settings model (`config.schema`) as the
+    command line would compose it: the model's defaults, the scheduler and tracking options,
+    then ``hydra.sweeper.overrides``, then the sweeper's own settings (values, not override
+    strings: paths and URLs need no quoting). No Hydra composition runs inside the app's."""
+    from omegaconf import OmegaConf, open_dict
 
-    sampler = sampler_spec(s.get("sampler"))
+    from ugro_hpo.config.compose import apply_overrides, group_option, register_resolvers
+    from ugro_hpo.config.schema import AppSettings
+
+    register_resolvers()  # our config's own resolvers, for when it is resolved
+    sampler = sampler_spec(s["sampler"])
     seed = sampler.pop("seed", None)
-    cfg = compose_outside_the_app(
-        f"scheduler={s.get('scheduler', 'fifo')}",
-        f"tracking={s.get('tracking', 'none')}",
-        "objective=synthetic",  # a placeholder: the trials run the app (see `job`)
-        *[str(o) for o in s.get("overrides") or []],
-    )
+    cfg = OmegaConf.structured(AppSettings)
+    cfg.scheduler = group_option("scheduler", str(s["scheduler"]))
+    cfg.tracking = group_option("tracking", str(s["tracking"]))
+    apply_overrides(cfg, [str(o) for o in s["overrides"] or []], "hydra.sweeper.overrides")
     values = {
-        "study_name": str(s.get("study_name") or job_name),
+        "study_name": str(s["study_name"] or job_name),
         "outputs_dir": str(sweep_dir),
-        "n_trials": s.get("n_trials", 20),
-        "parallel_jobs": s.get("n_jobs", 2),
-        "max_steps": s.get("max_steps", 100),
-        "eval_every": s.get("grace_period", 1),
-        "resume": bool(s.get("resume", True)),
-        "report": bool(s.get("report", True)),
+        "n_trials": s["n_trials"],
+        "parallel_jobs": s["n_jobs"],
+        "max_steps": s["max_steps"],
+        "eval_every": s["grace_period"],
+        "resume": s["resume"],
+        "report": s["report"],
         "seed": int(seed) if seed is not None else random.randrange(2**31),
+        "storage": str(s["storage"]) if s["storage"] else f"sqlite:///{sweep_dir / 'optuna.db'}",
     }
     with open_dict(cfg):
         for key, value in values.items():
             cfg[key] = value
-        cfg.storage = (
-            str(s["storage"]) if s.get("storage") else f"sqlite:///{sweep_dir / 'optuna.db'}"
-        )
-        ray = s.get("ray") or {}
-        cfg.ray.address = ray.get("address")
-        cfg.ray.num_cpus = ray.get("num_cpus")
-        cfg.ray.autoscaler = bool(ray.get("autoscaler", False))
-        for key, value in (s.get("resources") or {}).items():
-            cfg.resources[key] = value
+        for section in ("ray", "resources"):
+            for key, value in (s[section] or {}).items():
+                cfg[section][key] = value
         cfg.search = sampler
         cfg.search_space = space_data
         cfg.search_space_file = None
         cfg.objective = {"_target_": "ugro_hpo.sweeper.job.HydraJob"}
         # Ray prints the workers' output (the app's) on this console (see `console`).
-        cfg.verbose = max(int(cfg.get("verbose") or 0), 1)
+        cfg.verbose = max(int(cfg.verbose), 1)
     return cfg
 
 
@@ -133,7 +132,7 @@ def scheduler_metric(s: Mapping[str, Any], objectives: list[dict[str, str]]) -> 
 
 def failure_rate_matters(s: Mapping[str, Any]) -> bool:
     """Does the group size (and so the trials that ran before) change what the rate decides?"""
-    return 0.0 < float(s.get("max_failure_rate", 0.0)) < 1.0
+    return 0.0 < float(s["max_failure_rate"]) < 1.0
 
 
 # Our config's keys as the sweeper's user knows them, for error messages.
@@ -144,29 +143,17 @@ SWEEPER_KEYS = {"n_trials": "n_trials", "parallel_jobs": "n_jobs", "max_steps": 
                 "scheduler": "scheduler"}  # fmt: skip
 
 
-def in_sweeper_terms(message: str) -> str:
-    """``n_trials: ...`` from our plan reads ``hydra.sweeper.n_trials: ...``."""
-    key, sep, rest = message.partition(":")
+def in_sweeper_terms(error: UserError) -> str:
+    """An error about our plan's ``n_trials`` reads ``hydra.sweeper.n_trials: ...``: the key is
+    the error's own (`UserError.key`), mapped to the sweeper's name for it."""
+    key = error.key
+    if key is None:
+        return str(error)
     base = key.split(".", 1)[0]
-    if sep and (key in SWEEPER_KEYS or base in SWEEPER_KEYS):
-        ours = SWEEPER_KEYS.get(key) or SWEEPER_KEYS[base] + key[len(base) :]
-        return f"hydra.sweeper.{ours}:{rest}"
-    return message
-
-
-def compose_outside_the_app(*overrides: str) -> Any:
-    """Compose our own config while the app's Hydra is running: Hydra's global state (the
-    app's config search path, job name and version base) is saved, cleared for the
-    composition, and put back as it was."""
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.singleton import Singleton
-
-    from ugro_hpo.config.compose import compose, register_resolvers
-
-    saved = Singleton.get_state()
-    GlobalHydra.instance().clear()
-    try:
-        return compose(*overrides)
-    finally:
-        Singleton.set_state(saved)
-        register_resolvers()  # our config's own resolvers, for when it is resolved
+    if key in SWEEPER_KEYS:
+        ours = SWEEPER_KEYS[key]
+    elif base in SWEEPER_KEYS:
+        ours = SWEEPER_KEYS[base] + key[len(base) :]
+    else:
+        return str(error)
+    return f"hydra.sweeper.{ours}: {error.reason}"

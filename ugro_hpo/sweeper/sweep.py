@@ -67,7 +67,7 @@ class HydraSweep:
             with _redacted_console():
                 self._sweep(arguments)
         except (UserError, SweepEnded) as exc:
-            message = in_sweeper_terms(str(exc)) if isinstance(exc, UserError) else str(exc)
+            message = in_sweeper_terms(exc) if isinstance(exc, UserError) else str(exc)
             line = redact_text(" ".join(message.split()))
             line = "".join(c if c.isprintable() else "?" for c in line)  # no terminal escapes
             sys.stderr.write(f"{PROGRAM}: error: {line}\n")
@@ -100,8 +100,8 @@ class HydraSweep:
         cfg = st.study_config(s, str(self.config.hydra.job.name), sweep_dir, space_data)
         goals = space_data["objectives"]
         guard = SweepGuard(
-            s.get("max_failure_rate", 0.0), n_jobs=int(s.get("n_jobs", 2)),
-            n_trials=int(s.get("n_trials", 20)), scheduler_metric=st.scheduler_metric(s, goals),
+            s["max_failure_rate"], n_jobs=int(s["n_jobs"]),
+            n_trials=int(s["n_trials"]), scheduler_metric=st.scheduler_metric(s, goals),
             scheduler=str(s.get("scheduler")), ran_before=self._ran_before(cfg, s),
         )  # fmt: skip
         job = HydraJob(self.hydra_context, self.task_function, self.config, space,
