@@ -130,9 +130,10 @@ def compose(tmp_path: Path) -> Callable[..., Any]:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from ugro_hpo.config import conf_dir, register_resolvers, schema
+    from ugro_hpo.config import conf_dir, register_resolvers
+    from ugro_hpo.config.compose import register_configs
 
-    schema.register()
+    register_configs()
     register_resolvers()
 
     def _compose(*overrides: str) -> Any:

@@ -93,7 +93,7 @@ def test_it_samples_at_random_until_a_step_has_enough_observations() -> None:
 
 
 def test_the_default_start_up_is_one_more_trial_than_parameters_and_at_least_five() -> None:
-    sampler = MultiFidelitySampler(seed=0)
+    sampler = MultiFidelitySampler(seed=0, min_observations=None)
     study = optuna.create_study(sampler=sampler)
     for x in (0.1, 0.2, 0.3, 0.4):
         study.add_trial(trial(x, TrialState.PRUNED, {1: x}))
@@ -140,7 +140,7 @@ def test_infeasible_trials_keep_their_constraints_and_are_no_observations() -> N
 
 
 def test_several_objectives_go_to_tpe_unchanged() -> None:
-    sampler = MultiFidelitySampler(seed=0)
+    sampler = MultiFidelitySampler(seed=0, min_observations=None)
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
     for _ in range(12):
         asked = study.ask()
@@ -169,7 +169,7 @@ def test_an_ask_reads_the_study_once_and_builds_one_stand_in_per_trial(
     """What bounds an ask's cost at any size: one read of the study's trials, one stand-in
     each, one model's proposal on the view (300 trials ask in tens of milliseconds; see
     scripts/bench/multi_fidelity.py)."""
-    sampler = MultiFidelitySampler(seed=0)
+    sampler = MultiFidelitySampler(seed=0, min_observations=None)
     study = optuna.create_study(sampler=sampler)
     study.add_trials([trial(i / n_trials, TrialState.PRUNED, {1: i / n_trials, 2: 0.5})
                       for i in range(n_trials)])  # fmt: skip

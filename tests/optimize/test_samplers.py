@@ -78,6 +78,6 @@ def test_auto_uses_tpe_for_categorical_or_conditional_spaces() -> None:
     space = parse_search_space(yaml.safe_load(
         "parameters: {o: {type: categorical, choices: [a, b]}, m: {type: float, min: 0, max: 1, condition: \"o == 'a'\"}}\n"
         "objectives: [{name: v}]\n"), "cat")  # fmt: skip
-    sampler = AutoSampler(space, seed=0)
+    sampler = AutoSampler(space, seed=0, n_startup_trials=10)
     assert isinstance(sampler.current(optuna.create_study()), optuna.samplers.TPESampler)
     assert "conditional parameters" in auto_reason(space)

@@ -308,3 +308,18 @@ def test_train_best_refuses_a_sweeper_study_and_says_where_its_best_parameters_a
     checked = check_objective({"objective": {"_target_": "ugro_hpo.sweeper.job.HydraJob"}})
     with pytest.raises(ConfigError, match=r"optimization_results\.yaml"):
         build_objective(checked)
+
+
+def test_errors_name_the_sweeper_s_key_from_the_error_s_own_key() -> None:
+    from ugro_hpo.sweeper.settings import in_sweeper_terms
+
+    assert (
+        in_sweeper_terms(ConfigError("must be a whole number >= 1, got 0", key="parallel_jobs"))
+        == "hydra.sweeper.n_jobs: must be a whole number >= 1, got 0"
+    )
+    assert in_sweeper_terms(ConfigError("above 1, use whole numbers", key="resources.gpu")) == (
+        "hydra.sweeper.resources.gpu: above 1, use whole numbers"
+    )
+    # The text is never read for a key: a message that merely starts like one stays as it is.
+    assert in_sweeper_terms(ConfigError("n_trials: as written")) == "n_trials: as written"
+    assert str(ConfigError("x", key="mlflow.tracking_uri")) == "mlflow.tracking_uri: x"

@@ -71,7 +71,7 @@ def _exit_without_teardown() -> None:
 def _main() -> None:
     import hydra
 
-    from ugro_hpo.config import schema
+    from ugro_hpo.config.compose import register_configs
     from ugro_hpo.security.startup import start
     from ugro_hpo.security.streams import RedactingStream
 
@@ -79,7 +79,7 @@ def _main() -> None:
         start(sys.argv[1:])  # the same start-up as the Hydra sweeper's
     except UserError as exc:
         fail(str(exc), exc.exit_code)
-    schema.register()
+    register_configs()
     register_resolvers()
     entry = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_task)
     global _gate
@@ -219,7 +219,7 @@ def _remove_empty_dirs(path: Path, stop_at: Path) -> None:
         current = current.parent
 
 
-_NOT_A_KEY = re.compile(r"Could not override '([^']+)'.*\n.*\nKey '[^']+' not in '\w+Schema'")
+_NOT_A_KEY = re.compile(r"Could not override '([^']+)'.*\n.*\nKey '[^']+' not in '\w+Settings'")
 _NOISE = ("Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_type=",
           "reference_type=", "Config search path", "provider=", "Traceback", "  File ")  # fmt: skip
 

@@ -63,14 +63,21 @@ def _register(name: str, resolver: Any) -> None:
         OmegaConf.register_new_resolver(name, resolver)
 
 
+def register_configs() -> None:
+    """The structured configs conf/config.yaml and the group options build on: the settings
+    model (`schema`) and our components' constructor defaults (`component_defaults`)."""
+    from ugro_hpo.config import component_defaults, schema
+
+    schema.register()
+    component_defaults.register(conf_dir())
+
+
 def compose(*overrides: str) -> Any:
     """The app's config composed with ``overrides``, as the command line would (no Hydra run)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    import ugro_hpo.config.schema as schema
-
-    schema.register()
+    register_configs()
     register_resolvers()
     with initialize_config_dir(str(conf_dir()), job_name=PROGRAM, **version_base()):
         return hydra_compose("config", overrides=list(overrides))

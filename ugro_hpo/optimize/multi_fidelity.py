@@ -90,7 +90,7 @@ class MultiFidelitySampler(BaseSampler):
         group: let TPE model each sub-space of a conditional space on its own.
     """
 
-    def __init__(self, seed: int | None = None, min_observations: int | None = None,
+    def __init__(self, seed: int | None, min_observations: int | None,
                  model: str = "tpe", group: bool = False,
                  impute_stopped: bool = True) -> None:  # fmt: skip
         if model not in ("gp", "tpe"):

@@ -137,7 +137,7 @@ class AutoSampler(optuna.samplers.BaseSampler):
     TPE with constant liar after that and for every other space. Both treat running trials as
     pending, so parallel trials spread out. The switch happens once, and is reported."""
 
-    def __init__(self, space: SearchSpace, seed: int | None = None, n_startup_trials: int = 10,
+    def __init__(self, space: SearchSpace, seed: int | None, n_startup_trials: int,
                  gp_max_trials: int = AUTO_GP_MAX_TRIALS) -> None:  # fmt: skip
         self.gp_max_trials = gp_max_trials
         self._tpe = _tpe(space, None if seed is None else seed + 1, n_startup_trials)
@@ -195,10 +195,11 @@ class AutoSampler(optuna.samplers.BaseSampler):
             self._gp.reseed_rng()
 
 
-def auto_sampler(search_space: SearchSpace, seed: int | None = None,
-                 n_startup_trials: int = 10) -> optuna.samplers.BaseSampler:  # fmt: skip
+def auto_sampler(search_space: SearchSpace, seed: int | None,
+                 n_startup_trials: int) -> optuna.samplers.BaseSampler:  # fmt: skip
     """`search=auto`: a GP for small numeric spaces (handing over to TPE as the study grows),
-    multivariate TPE for the rest (see `AutoSampler`)."""
+    multivariate TPE for the rest (see `AutoSampler`). Its settings' defaults are those of
+    conf/search/auto.yaml."""
     return AutoSampler(search_space, seed=seed, n_startup_trials=n_startup_trials)
 
 

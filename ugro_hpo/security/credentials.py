@@ -42,12 +42,12 @@ def refusal(key: str, source: str) -> str:
     )
 
 
-_SCHEMA_KEY = re.compile(r"Key '([^']+)' not in '(Wandb|Mlflow|Ray)Schema'")
+_SCHEMA_KEY = re.compile(r"Key '([^']+)' not in '(Wandb|Mlflow|Ray)Settings'")
 _SECTIONS = {"Wandb": "wandb", "Mlflow": "mlflow", "Ray": "ray"}
 
 
 def hint_for_schema_error(message: str) -> str | None:
-    """Our line for Hydra's "Key 'api_key' not in 'WandbSchema'" (a credential in a preset)."""
+    """Our line for Hydra's "Key 'api_key' not in 'WandbSettings'" (a credential in a preset)."""
     match = _SCHEMA_KEY.search(message)
     if match and is_secret_name(match[1]):
         section = _SECTIONS[match[2]]
