@@ -14,6 +14,7 @@ from typing import Any
 
 from ugro_hpo.errors import ConfigError
 from ugro_hpo.optimize import protocol as p
+from ugro_hpo.optimize.rung_steps import as_text, milestones
 from ugro_hpo.security.limits import check_data, load_json
 from ugro_hpo.security.redaction import redact_url
 from ugro_hpo.security.stored_objective import check_objective
@@ -44,7 +45,8 @@ def remember_run(study: Any, plan: Any) -> None:
     set_study_attr(study, p.STUDY_FACTS, run_facts(plan))
 
 
-FACT_KEYS = ("sampler", "sampler_reason", "sampler_startup_trials", "scheduler", "scheduler_reason")
+FACT_KEYS = ("sampler", "sampler_reason", "sampler_startup_trials", "scheduler", "scheduler_reason",
+             "rungs", "max_steps")  # fmt: skip
 
 
 def run_facts(plan: Any) -> dict[str, str]:
@@ -55,6 +57,8 @@ def run_facts(plan: Any) -> dict[str, str]:
         "sampler_startup_trials": _startup_trials(plan.sampler),
         "scheduler": str(plan.scheduler["_target_"]),
         "scheduler_reason": plan.scheduler_reason,
+        "rungs": as_text(milestones(plan.scheduler, plan.max_steps)),
+        "max_steps": str(plan.max_steps),
     }
 
 

@@ -52,6 +52,23 @@ def _table(headers: list[str] | None, rows: list[list[Any]]) -> str:
     return f"<table>{f'<tr>{head}</tr>' if head else ''}{body}</table>"
 
 
+def _fidelity(summary: dict[str, Any]) -> list[str]:
+    """The budget line and the rung view (see `results.rung_view`)."""
+    trained, fifo = summary.get("steps_trained"), summary.get("steps_fifo")
+    if not isinstance(trained, int) or not isinstance(fifo, int) or not fifo:
+        return []
+    parts = [
+        "<h2>Multi-fidelity</h2>",
+        f"<p>Steps trained: {trained} of the {fifo} that running every trial to max_steps "
+        f"would have cost ({trained / fifo:.0%}).</p>",
+    ]
+    rungs = summary.get("rungs") or []
+    if rungs:
+        rows = [[r["step"], r["reached"], r["stopped"], r["promoted"]] for r in rungs]
+        parts.append(_table(["rung (step)", "trials reached", "stopped there", "went on"], rows))
+    return parts
+
+
 def render_page(
     summary: dict[str, Any], report: ReportFiles, top: list[Any], space: SearchSpace
 ) -> str:
@@ -77,6 +94,7 @@ def render_page(
         parts += ["<h2>Best trials</h2>", _table(["trial", *names], rows)]
     else:
         parts.append("<p>No trial has completed yet.</p>")
+    parts += _fidelity(summary)
     for metric, scores in (summary.get("importances") or {}).items():
         parts += [
             f"<h2>Parameter importances for {html.escape(metric)}</h2>",

@@ -48,5 +48,19 @@ def summarize(study: optuna.Study, space: SearchSpace, facts: dict[str, Any]) ->
     if space.is_multi_objective:
         complete = [r for r in records if r.state == p.Outcome.COMPLETE]
         data["pareto_front"] = [best_entry(r) for r in pareto_front(complete, space)]
+    data.update(_fidelity(records, data))
     data["importances"] = importances(study, space)
     return Summary(redact_data(data), records, ordered)
+
+
+def _fidelity(records: list[TrialRecord], data: dict[str, Any]) -> dict[str, Any]:
+    """The steps trained and the rung view, from the study's facts (`optimize.rung_steps`):
+    ``rungs`` (text) becomes the view, ``max_steps`` a number."""
+    from ugro_hpo.optimize.rung_steps import from_text
+    from ugro_hpo.results.rung_view import fidelity_summary
+
+    max_steps = str(data.pop("max_steps", "") or "")
+    steps = from_text(data.pop("rungs", None))
+    if not max_steps.isdigit() or len(max_steps) > 9:
+        return {}
+    return fidelity_summary(records, steps, int(max_steps))
