@@ -46,6 +46,8 @@ class Plan:
     time_budget_s: float | None
     progress_interval_s: float
     report: bool
+    warm_start: tuple[tuple[str, str], ...]  # earlier studies (name, storage URL) to start from
+    warm_start_trials: int
     config: dict[str, Any] = field(repr=False)
     sampler_reason: str = ""  # why search=auto chose its sampler (empty for other searches)
     scheduler_reason: str = ""  # what scheduler=auto chose (empty for other schedulers)

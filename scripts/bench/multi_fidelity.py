@@ -62,13 +62,15 @@ TARGET_TIME = 0.5
 OURS = "ours"
 BASELINE = "random_asha"
 UGRO_METHODS = {"random_asha": "random", "ours": "auto", "multi_fidelity": "multi_fidelity",
-                "tpe_asha": "tpe", "gp_asha": "gp"}  # fmt: skip
+                "tpe_asha": "tpe", "gp_asha": "gp", "warm_started": "auto"}  # fmt: skip
+WARM = "warm_started"  # ours, warm-started from ours' study of the task before it (same seed)
 PEER_METHODS = ("optuna_tpe_hyperband", "dehb")
 DEFAULT_METHODS = ("random_asha", "ours", "optuna_tpe_hyperband", "dehb")
 LABELS = {"random_asha": "random search + ASHA", "ours": "ugro_hpo search=auto + ASHA",
           "multi_fidelity": "ugro_hpo search=multi_fidelity + ASHA",
           "tpe_asha": "ugro_hpo search=tpe + ASHA", "gp_asha": "ugro_hpo search=gp + ASHA",
-          "optuna_tpe_hyperband": "Optuna TPE + Hyperband pruner", "dehb": "DEHB"}  # fmt: skip
+          "optuna_tpe_hyperband": "Optuna TPE + Hyperband pruner", "dehb": "DEHB",
+          "warm_started": "ugro_hpo search=auto + ASHA, warm_start from the task before"}  # fmt: skip
 
 
 def ensure_onnxruntime() -> None:
@@ -164,7 +166,8 @@ def ask_latency(trials: int = 300, asks: int = 20) -> list[float]:
     return seconds
 
 
-def run_ugro(method: str, run: Any, seed: int, scratch: Path, deadline_s: float) -> dict[str, Any]:
+def run_ugro(method: str, run: Any, seed: int, scratch: Path, deadline_s: float,
+             warm_from: str | None = None) -> dict[str, Any]:  # fmt: skip
     """One ugro_hpo study until every worker has spent the budget, then Ctrl-C, as a person
     would end it (the study keeps what finished)."""
     from lcbench_objective import LCBenchObjective
@@ -179,7 +182,7 @@ def run_ugro(method: str, run: Any, seed: int, scratch: Path, deadline_s: float)
         "scheduler=asha", f"search={UGRO_METHODS[method]}", "tracking=none", "report=false",
         "max_steps=52", "eval_every=1", "n_trials=100000", f"parallel_jobs={WORKERS}",
         f"seed={seed}", f"study_name={name}", "progress_interval_s=100000",
-        "max_consecutive_failures=0",
+        "max_consecutive_failures=0", *([f"warm_start=[{warm_from}]"] if warm_from else []),
     )  # fmt: skip
     watcher = WorkerClocks(run.clocks, run.workers).watch(
         run.budget, lambda: os.kill(os.getpid(), signal.SIGINT), deadline_s=deadline_s
@@ -191,7 +194,8 @@ def run_ugro(method: str, run: Any, seed: int, scratch: Path, deadline_s: float)
     watcher.join(timeout=5)
     counts = result.summary.get("counts", {})
     return {"status": result.summary.get("status"), "sampler": result.summary.get("sampler"),
-            "trials": counts.get("complete", 0) + counts.get("pruned", 0)}  # fmt: skip
+            "trials": counts.get("complete", 0) + counts.get("pruned", 0),
+            "warm_start": result.summary.get("warm_start")}  # fmt: skip
 
 
 def start_peer(method: str, run: Any, seed: int, scratch: Path) -> subprocess.Popen[str]:
@@ -310,6 +314,7 @@ def main() -> int:
 
     logging.getLogger("ugro_hpo").setLevel(logging.ERROR)
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    ours_before: dict[int, str] = {}  # seed -> ours' study on the task before
     budgets: list[float] = []
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
@@ -343,10 +348,16 @@ def main() -> int:
                         watchers.append(clocks.watch(budget, lambda: None, deadline_s=deadline))
                 info: dict[str, dict[str, Any]] = {}
                 for method in methods:
+                    if method == WARM and seed not in ours_before:
+                        continue  # the first task: no earlier study to start from
                     if method in UGRO_METHODS:
                         began = time.time()
-                        info[method] = run_ugro(method, files[method], seed, scratch, deadline)
+                        warm_from = ours_before.get(seed) if method == WARM else None
+                        info[method] = run_ugro(method, files[method], seed, scratch, deadline,
+                                                warm_from)  # fmt: skip
                         info[method]["wall_s"] = round(time.time() - began, 1)
+                if OURS in methods:
+                    ours_before[seed] = f"{OURS}-{task}-{seed}"
                 for method, process in peers.items():
                     out, err = process.communicate(timeout=deadline + 60)
                     if process.returncode != 0:
@@ -356,12 +367,12 @@ def main() -> int:
                 for watcher in watchers:
                     watcher.join(timeout=5)
                 bounds = lc.bounds(task)
-                for method in methods:
+                for method in [m for m in methods if m in info]:
                     curve = regret_curve(Path(files[method].traces), bounds, budget)
                     runs[method].append({"task": task, "seed": seed, "budget_s": budget,
                                          "scale": scale, "curve": curve,
                                          "final": curve[-1][1], **info[method]})  # fmt: skip
-                line = ", ".join(f"{m} {runs[m][-1]['final']:.4f}" for m in methods)
+                line = ", ".join(f"{m} {runs[m][-1]['final']:.4f}" for m in methods if m in info)
                 print(f"  task {task} seed {seed}: final regret {line}", flush=True)
     return report(args, tasks, seeds, methods, runs, budgets, check, load_before)
 
@@ -373,7 +384,6 @@ def report(args: argparse.Namespace, tasks: list[str], seeds: list[int], methods
 
     ray.shutdown()
     result = Result("multi_fidelity")
-    n = len(runs[BASELINE])
     largest = max(check["max_abs_diff"].values())
     result.add(f"surrogate: onnxruntime {check['our_onnxruntime']} here vs yahpo-gym "
                f"{check['yahpo_gym']} (onnxruntime {check['their_onnxruntime']}), {check['points']} points",
@@ -381,7 +391,9 @@ def report(args: argparse.Namespace, tasks: list[str], seeds: list[int], methods
     summary: dict[str, dict[str, Any]] = {}
     for method in methods:
         times, ratios, finals = [], [], []
-        for mine, base in zip(runs[method], runs[BASELINE], strict=True):
+        baseline = {(r["task"], r["seed"]): r for r in runs[BASELINE]}
+        for mine in runs[method]:  # a warm start has no run on the first task
+            base = baseline[(mine["task"], mine["seed"])]
             target = base["final"]
             reached, base_time = time_to(mine["curve"], target), time_to(base["curve"], target)
             mine["time_to_target"] = reached
@@ -401,7 +413,17 @@ def report(args: argparse.Namespace, tasks: list[str], seeds: list[int], methods
             else (f"{s['median_time_to_target_s']:.0f} s ({s['median_ratio']:.2f}x random+ASHA's)")
         )
         result.add(f"LCBench, {LABELS[method]}: time to random+ASHA's final regret; final regret",
-                   f"{time_text}, reached in {s['reached']}/{n}; final {s['median_final_regret']:.4f}")  # fmt: skip
+                   f"{time_text}, reached in {s['reached']}/{len(runs[method])}; final {s['median_final_regret']:.4f}")  # fmt: skip
+    if WARM in summary and OURS in summary:
+        cold = {(r["task"], r["seed"]): r for r in runs[OURS]}
+        pairs = [(r, cold[(r["task"], r["seed"])]) for r in runs[WARM]]
+        sooner = sum((w["time_to_target"] or float("inf")) < (c["time_to_target"] or float("inf"))
+                     for w, c in pairs)  # fmt: skip
+        warm_t = median([w["time_to_target"] or float("inf") for w, _ in pairs])
+        cold_t = median([c["time_to_target"] or float("inf") for _, c in pairs])
+        result.add("warm_start: ours warm-started from the task before vs ours cold, same task runs: "
+                   "median time to random+ASHA's final regret; runs where warm was sooner",
+                   f"{warm_t:.0f} s vs {cold_t:.0f} s; {sooner}/{len(pairs)}")  # fmt: skip
     ours, verdict = summary.get(OURS), "ours not run"
     if ours is not None:
         result.add("ours: time to random+ASHA's final regret / random+ASHA's (median of runs)",

@@ -135,6 +135,8 @@ def plan_and_parts(cfg: Any, run_dir: str | Path, objective: Any = None) -> tupl
         time_budget_s=_seconds(data, "time_budget_s"),
         progress_interval_s=_required_seconds(data, "progress_interval_s"),
         report=bool(data["report"]),
+        warm_start=_warm_start(data["warm_start"], storage, study_name),
+        warm_start_trials=_integer(data, "warm_start_trials", minimum=1, maximum=10_000),
         config=data,
         uses_gpu=bool(getattr(checked_objective, "uses_gpu", False)),
         gpu_only=getattr(checked_objective, "gpu_only", None),
@@ -276,6 +278,21 @@ def _resources(raw: Mapping[str, Any]) -> dict[str, float]:
     return resources
 
 
+def _warm_start(value: Any, storage: str, study_name: str) -> tuple[tuple[str, str], ...]:
+    """``warm_start``: study names, each in this storage or ``name@URL``."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError("give a list of study names, e.g. warm_start=[earlier]", key="warm_start")
+    sources = []
+    for entry in value:
+        name, at, url = entry.partition("@")
+        check_path_name(name, "warm_start")
+        source = (name, _storage_url(url) if at else storage)
+        if source == (study_name, storage):
+            raise ConfigError(f"{name!r} is this very study; name earlier ones", key="warm_start")
+        sources.append(source)
+    return tuple(sources)
+
+
 def _ray_address(value: Any) -> str | None:
     if value in (None, ""):
         return None
@@ -307,6 +324,14 @@ def describe(plan: Plan) -> str:
         f"resources    {plan.resources['cpu']:g} cpu, {plan.resources['gpu']:g} gpu per trial"
         + (f"  ({plan.resources_reason})" if plan.resources_reason else ""),
         f"ray          {plan.ray_address or 'a local instance started for this study'}",
+        *(
+            [
+                f"warm start   {plan.warm_start_trials} best trials of "
+                + ", ".join(f"{n} ({redact_url(u)})" for n, u in plan.warm_start)
+            ]
+            if plan.warm_start
+            else []
+        ),
         f"limits       max_failures {plan.max_failures}, max_consecutive_failures "
         f"{plan.max_consecutive_failures}, trial_timeout_s {plan.trial_timeout_s}, time_budget_s {plan.time_budget_s}",
     ]

@@ -126,6 +126,12 @@ class AppSettings:
         25.0, "seconds between progress lines when the output is not a terminal"
     )
     report: bool = setting(True, "write report/ (plots, importances, HTML page) at the end")
+    warm_start: list[str] = setting(
+        [],
+        "earlier studies a new study starts from: names in this storage, or name@storage-URL; "
+        "their best trials whose parameters fit this space run first",
+    )
+    warm_start_trials: int = setting(5, "how many of the earlier studies' best trials run first")
     unpickle_shared_storage: bool = setting(
         False,
         "search=cmaes keeps its state as pickles in the storage, and unpickling runs code; "

@@ -53,6 +53,7 @@ TRIAL_DRIVER = "driver"
 TRIAL_RAY_ID = "ray_trial_id"
 TRIAL_RETRY_OF = "retry_of"
 TRIAL_ORIGIN = "origin"
+TRIAL_WARM_FROM = "warm_start_from"  # the earlier study and trial a warm-start trial repeats
 
 # -- study attributes -------------------------------------------------------------------------
 STUDY_SPACE = "ugro:search_space"
@@ -60,6 +61,7 @@ STUDY_CONFIG = "ugro:config"
 STUDY_METADATA = "ugro:metadata"
 STUDY_N_TRIALS = "ugro:n_trials"
 STUDY_FACTS = "ugro:facts"
+STUDY_WARM_START = "ugro:warm_start"  # what was queued from which earlier study
 STUDY_OBJECTIVES = "objectives"
 STUDY_MLFLOW_PARENT = "mlflow_parent_run:"
 """Prefix of the MLflow parent run id attribute (one per tracking URI)."""

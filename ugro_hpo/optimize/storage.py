@@ -32,6 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ugro_hpo.errors import ConfigError
 from ugro_hpo.optimize import protocol as p
+from ugro_hpo.optimize.warm_start import Source, Taken, choose, enqueue
 from ugro_hpo.security.paths import refuse_linked_database
 from ugro_hpo.security.redaction import redact_data, redact_text, redact_url
 
@@ -272,8 +273,10 @@ def _open_study(plan: Plan, storage: optuna.storages.RDBStorage) -> OpenedStudy:
 
     resumed = plan.study_name in names
     if not resumed:
+        # The earlier studies are read first: one that is missing leaves nothing created.
+        warm = _warm_start(plan, storage)
         try:
-            _create(plan, storage)
+            _create(plan, storage, *warm)
         except optuna.exceptions.DuplicatedStudyError:
             resumed = True  # another driver created it a moment ago
     study = optuna.load_study(study_name=plan.study_name, storage=storage)
@@ -287,12 +290,26 @@ def _open_study(plan: Plan, storage: optuna.storages.RDBStorage) -> OpenedStudy:
     return opened
 
 
-def _create(plan: Plan, storage: optuna.storages.RDBStorage) -> None:
+def _warm_start(plan: Plan, storage: optuna.storages.RDBStorage) -> tuple[list[Taken], list[Any]]:
+    """What the new study takes from the earlier ones (`warm_start`), each read as untrusted."""
+    if not plan.warm_start:
+        return [], []
+    sources = [(Source(name, url), storage if url == plan.storage else open_storage(url))
+               for name, url in plan.warm_start]  # fmt: skip
+    with untrusted_read("warm_start: an earlier study"):
+        return choose(sources, plan.search_space, plan.warm_start_trials)
+
+
+def _create(plan: Plan, storage: optuna.storages.RDBStorage, warm: list[Taken],
+            warm_record: list[dict[str, Any]]) -> None:  # fmt: skip
     space = plan.search_space
     directions: list[Any] = [o.direction for o in space.objectives]
     study = optuna.create_study(study_name=plan.study_name, storage=storage, directions=directions)
     set_study_attr(study, p.STUDY_SPACE, space.fingerprint())
     set_study_attr(study, p.STUDY_OBJECTIVES, [o.name for o in space.objectives])
+    if warm_record:
+        set_study_attr(study, p.STUDY_WARM_START, warm_record)
+    enqueue(study, warm)  # the earlier studies' best first, then the space's defaults
     defaults = space.defaults()
     if defaults:
         study.enqueue_trial(defaults, user_attrs={p.TRIAL_ORIGIN: "defaults"})

@@ -49,6 +49,9 @@ def summarize(study: optuna.Study, space: SearchSpace, facts: dict[str, Any]) ->
         complete = [r for r in records if r.state == p.Outcome.COMPLETE]
         data["pareto_front"] = [best_entry(r) for r in pareto_front(complete, space)]
     data.update(_fidelity(records, data))
+    warm = _warm_start(study.user_attrs.get(p.STUDY_WARM_START))
+    if warm:
+        data["warm_start"] = warm
     data["importances"] = importances(study, space)
     return Summary(redact_data(data), records, ordered)
 
@@ -64,3 +67,24 @@ def _fidelity(records: list[TrialRecord], data: dict[str, Any]) -> dict[str, Any
     if not max_steps.isdigit() or len(max_steps) > 9:
         return {}
     return fidelity_summary(records, steps, int(max_steps))
+
+
+def _warm_start(stored: Any) -> list[dict[str, Any]]:
+    """What the study took from earlier ones (`optimize.warm_start`), as stored: data from a
+    shared database, so only its expected shape is kept, in bounded sizes."""
+    if not isinstance(stored, list):
+        return []
+    kept = []
+    for entry in stored[:100]:
+        if not isinstance(entry, dict):
+            continue
+        queued = entry.get("queued_trials")
+        kept.append({
+            "study": str(entry.get("study", ""))[:128],
+            "storage": str(entry.get("storage", ""))[:300],
+            "complete_trials": entry.get("complete_trials")
+            if isinstance(entry.get("complete_trials"), int) else None,
+            "queued_trials": [n for n in queued[:10_000] if isinstance(n, int)]
+            if isinstance(queued, list) else [],
+        })  # fmt: skip
+    return kept
