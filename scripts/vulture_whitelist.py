@@ -53,3 +53,6 @@ _.active_names
 _.violations
 _.last_view
 _.observed
+
+# Fields of the rung view, written to summary.json through dataclasses.asdict.
+_.promoted

@@ -147,7 +147,9 @@ def ask_latency(trials: int = 300, asks: int = 20) -> list[float]:
     rng = random.Random(0)
     with tempfile.TemporaryDirectory() as scratch:
         storage = optuna.storages.RDBStorage(f"sqlite:///{scratch}/latency.db")
-        study = optuna.create_study(storage=storage, sampler=MultiFidelitySampler(seed=0, min_observations=None))
+        study = optuna.create_study(
+            storage=storage, sampler=MultiFidelitySampler(seed=0, min_observations=None)
+        )
         for number in range(trials):
             params = {n: d.to_external_repr(rng.uniform(d.low, d.high)) if isinstance(
                 d, optuna.distributions.FloatDistribution) else rng.randint(d.low, d.high)

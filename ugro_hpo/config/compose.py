@@ -107,8 +107,9 @@ def group_option(group: str, option: str) -> dict[str, Any]:
         raise ConfigError(
             f"{option!r} is not an option; use one of {', '.join(options)}", key=group
         )
-    own = OmegaConf.load(path)
-    merged = OmegaConf.create({})
+    own = OmegaConf.to_container(OmegaConf.load(path))
+    assert isinstance(own, dict)
+    merged: Any = OmegaConf.create({})
     for base in own.pop("defaults", []):
         merged = OmegaConf.merge(merged, group_option(group, str(base)))
     data = OmegaConf.to_container(OmegaConf.merge(merged, own))

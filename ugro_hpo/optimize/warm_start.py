@@ -15,6 +15,7 @@ passed over, and nothing else of it is used.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +69,7 @@ def best_fitting(source: Source, storage: optuna.storages.BaseStorage, space: Se
     else:
         front = {t.number for t in study.best_trials}
         complete.sort(key=lambda t: (t.number not in front, t.number))
-    taken = []
+    taken: list[Taken] = []
     for trial in complete:
         if len(taken) == limit:
             break
@@ -80,7 +81,7 @@ def best_fitting(source: Source, storage: optuna.storages.BaseStorage, space: Se
     return taken, len(complete)
 
 
-def choose(sources: list[tuple[Source, optuna.storages.BaseStorage]], space: SearchSpace,
+def choose(sources: Sequence[tuple[Source, optuna.storages.BaseStorage]], space: SearchSpace,
            limit: int) -> tuple[list[Taken], list[dict[str, Any]]]:  # fmt: skip
     """The trials to queue (best first, taking turns between the sources, no repeats) and what
     the study records of each source (each given with its opened storage)."""

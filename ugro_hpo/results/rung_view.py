@@ -29,22 +29,18 @@ class Rung:
 
 def rung_view(records: list[TrialRecord], steps: list[int]) -> list[Rung]:
     """Per rung, among the trials that ran: reached it, stopped before the next, went on."""
-    ran = [r for r in records if r.state in p.RAN and r.last_step is not None]
+    ran = [(r.state == p.Outcome.PRUNED, r.last_step) for r in records
+           if r.state in p.RAN and r.last_step is not None]  # fmt: skip
     view = []
     for i, step in enumerate(steps):
         following = steps[i + 1] if i + 1 < len(steps) else math.inf
-        reached = [r for r in ran if r.last_step >= step]  # type: ignore[operator]
-        view.append(
-            Rung(
-                step=step,
-                reached=len(reached),
-                stopped=sum(
-                    r.state == p.Outcome.PRUNED and r.last_step < following  # type: ignore[operator]
-                    for r in reached
-                ),
-                promoted=sum(r.last_step >= following for r in reached),  # type: ignore[operator]
-            )
-        )
+        reached = [(pruned, last) for pruned, last in ran if last >= step]
+        view.append(Rung(
+            step=step,
+            reached=len(reached),
+            stopped=sum(pruned and last < following for pruned, last in reached),
+            promoted=sum(last >= following for _, last in reached),
+        ))  # fmt: skip
     return view
 
 
@@ -54,7 +50,7 @@ def fidelity_summary(
     """What summary.json says of the budget: steps trained, what FIFO would have trained, and
     the rungs (when the scheduler has them)."""
     ran = [r for r in records if r.state in p.RAN and r.last_step is not None]
-    trained = sum(int(r.last_step) for r in ran)  # type: ignore[arg-type]
+    trained = sum(r.last_step or 0 for r in ran)
     data: dict[str, Any] = {"steps_trained": trained, "steps_fifo": len(ran) * max_steps}
     if steps:
         data["rungs"] = [asdict(rung) for rung in rung_view(records, steps)]
