@@ -21,6 +21,7 @@ class RaySchema:
     address: str | None = MISSING
     num_cpus: int | None = MISSING
     autoscaler: bool = MISSING
+    runtime_env: Any = MISSING  # Ray's runtime_env (checked in config/runtime_env.py)
 
 
 @dataclass

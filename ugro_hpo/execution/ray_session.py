@@ -42,6 +42,10 @@ def ensure_ray(plan: Plan) -> None:
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     if ray.is_initialized():
+        if plan.ray_runtime_env:
+            logging.getLogger("ugro_hpo").warning(
+                "ray.runtime_env is not applied: this process already uses a Ray, whose "
+                "runtime environment was fixed when it started")
         return
     options: dict[str, Any] = {
         "include_dashboard": False,
@@ -49,13 +53,17 @@ def ensure_ray(plan: Plan) -> None:
         "logging_level": logging.WARNING,
         "log_to_driver": plan.verbose > 0,
     }
+    runtime_env = dict(plan.ray_runtime_env or {})
     if plan.ray_address:
         _check_reachable(plan.ray_address)
         # A local Ray's workers inherit this environment; a cluster's do not: the hub's
         # offline switches set here must reach the trials there too.
         offline = {k: os.environ[k] for k in HUB_OFFLINE if k in os.environ}
         if offline:
-            options["runtime_env"] = {"env_vars": offline}
+            runtime_env["env_vars"] = {**offline, **runtime_env.get("env_vars", {})}
+    if runtime_env:  # ray.runtime_env, and the objective's code shipped (see code_shipping)
+        options["runtime_env"] = runtime_env
+    if plan.ray_address:
         try:
             ray.init(address=plan.ray_address, **options)
         except (ConnectionError, RuntimeError) as exc:
