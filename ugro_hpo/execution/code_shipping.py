@@ -15,6 +15,7 @@ zipped: the user then chooses what to ship.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import site
 import sys
@@ -27,6 +28,7 @@ from ugro_hpo.errors import ConfigError
 SIZE_LIMIT = 100 * 1024 * 1024  # Ray's own limit is about 500 MiB (its gRPC message size)
 FILE_LIMIT = 20_000  # a folder with more files is no objective's code (a home directory)
 ALWAYS_EXCLUDED = (".git", ".venv*", "__pycache__", "*.pyc")
+JOB_CONFIG_VARIABLE = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray for a job's driver
 OWN_PACKAGE = "ugro_hpo"  # the cluster runs ugro_hpo itself: it must be installed there
 
 
@@ -34,13 +36,26 @@ def ship_objective_code(module: str | None, outputs_dir: Path) -> dict[str, Any]
     """``working_dir`` and ``excludes`` for the folder ``module`` is imported from here, or
     nothing when it is installed (or there is no module to ship)."""
     folder = local_folder(module) if module else None
-    if folder is None:
+    if folder is None or _job_ships_code():
         return {}
     excludes = list(ALWAYS_EXCLUDED)
     if outputs_dir.resolve().is_relative_to(folder):
         excludes.append("/" + outputs_dir.resolve().relative_to(folder).as_posix())
     _check_size(folder, outputs_dir.resolve(), module or "")
     return {"working_dir": str(folder), "excludes": excludes}
+
+
+def _job_ships_code() -> bool:
+    """Whether this driver runs as a Ray job (``ray job submit``, a KubeRay RayJob) whose own
+    runtime environment has a working_dir already: that one holds the code, and Ray refuses a
+    second."""
+    raw = os.environ.get(JOB_CONFIG_VARIABLE)
+    if not raw:
+        return False
+    try:
+        return bool((json.loads(raw).get("runtime_env") or {}).get("working_dir"))
+    except (ValueError, AttributeError):
+        return False
 
 
 def local_folder(module: str) -> Path | None:

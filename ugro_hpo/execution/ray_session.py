@@ -33,8 +33,12 @@ _QUIET_LOGGERS = (
 )
 
 
+_initialized_here = False  # whether this module started (or joined) the Ray in use
+
+
 def ensure_ray(plan: Plan) -> None:
     """Start a local Ray, or join ``ray.address``; a Ray already running in-process is reused."""
+    global _initialized_here
     import ray
 
     for key, value in RAY_ENV.items():
@@ -42,7 +46,7 @@ def ensure_ray(plan: Plan) -> None:
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     if ray.is_initialized():
-        if plan.ray_runtime_env:
+        if plan.ray_runtime_env and not _initialized_here:
             logging.getLogger("ugro_hpo").warning(
                 "ray.runtime_env is not applied: this process already uses a Ray, whose "
                 "runtime environment was fixed when it started")
@@ -66,6 +70,7 @@ def ensure_ray(plan: Plan) -> None:
     if plan.ray_address:
         try:
             ray.init(address=plan.ray_address, **options)
+            _initialized_here = True
         except (ConnectionError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(
@@ -74,6 +79,7 @@ def ensure_ray(plan: Plan) -> None:
     else:
         # "local": start a new instance even if another cluster was started on this machine.
         ray.init(address="local", num_cpus=plan.ray_num_cpus, **options)
+        _initialized_here = True
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
