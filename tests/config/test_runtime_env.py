@@ -34,7 +34,12 @@ def local_objective(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[st
 
 
 def custom(name: str, function: str = "fn") -> list[str]:
-    return ["objective=custom", f"objective.fn={name}:{function}", "search_space=quadratic", "tracking=none"]
+    return [
+        "objective=custom",
+        f"objective.fn={name}:{function}",
+        "search_space=quadratic",
+        "tracking=none",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-OBJECTIVE = '''
+OBJECTIVE = """
 import json, os, time
 from pathlib import Path
 
@@ -29,7 +29,7 @@ def fn(params, report):
     value = (params["x1"] - 0.5) ** 2 + (params["x2"] - 0.5) ** 2
     report(1, value=value)
     return {"value": value}
-'''
+"""
 
 
 def _free_port() -> int:

@@ -143,7 +143,7 @@ def plan_and_parts(cfg: Any, run_dir: str | Path, objective: Any = None) -> tupl
         gpu_memory_gib=getattr(checked_objective, "gpu_memory_gib", None),
         sampler_reason=auto_reason(space) if sampler["_target_"].endswith(".auto_sampler") else "",
         scheduler_reason=scheduler_reason,
-        ray_runtime_env=check_runtime_env((data.get("ray") or {}).get("runtime_env"), checked_objective, _ray_address((data.get("ray") or {}).get("address")), outputs_dir),  # fmt: skip
+        ray_runtime_env=check_runtime_env(data.get("ray") or {}, checked_objective, outputs_dir),
     )
     sent = objective if objective is not None else spec
     return plan, LiveParts(objective=checked_objective, sent_objective=sent, trackers=trackers)

@@ -39,18 +39,18 @@ _URI_SCHEMES = ("s3://", "gs://", "https://", "http://", "file://", "gcs://", "a
 
 
 def check_runtime_env(
-    raw: Any, objective: Any, ray_address: str | None, outputs_dir: Path
+    ray: Mapping[str, Any], objective: Any, outputs_dir: Path
 ) -> dict[str, Any] | None:
     """The runtime environment to start the study's Ray with (None: none at all).
 
     Args:
-        raw: the value of ``ray.runtime_env`` (resolved config data).
+        ray: the ``ray`` section (resolved config data): ``runtime_env``, and ``address``, the
+            cluster the study joins (unset: a Ray started here, which finds the code itself).
         objective: the checked objective (its ``code_module`` names the code to ship).
-        ray_address: the cluster the study joins, or None for a Ray started here.
         outputs_dir: the study's outputs folder, never shipped.
     """
-    env = _checked(raw)
-    if ray_address and "working_dir" not in env:
+    env = _checked(ray.get("runtime_env"))
+    if ray.get("address") and "working_dir" not in env:
         shipped = ship_objective_code(getattr(objective, "code_module", None), outputs_dir)
         if shipped:
             env["working_dir"] = shipped["working_dir"]

@@ -49,7 +49,8 @@ def ensure_ray(plan: Plan) -> None:
         if plan.ray_runtime_env and not _initialized_here:
             logging.getLogger("ugro_hpo").warning(
                 "ray.runtime_env is not applied: this process already uses a Ray, whose "
-                "runtime environment was fixed when it started")
+                "runtime environment was fixed when it started"
+            )
         return
     options: dict[str, Any] = {
         "include_dashboard": False,
