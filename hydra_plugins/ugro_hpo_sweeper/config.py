@@ -25,6 +25,9 @@ class RayConf:
     address: Optional[str] = None  # null: start Ray here; "auto" or host:port: join a cluster
     num_cpus: Optional[int] = None
     autoscaler: bool = False  # true: the cluster adds nodes on demand (resources are waited for)
+    # Ray's runtime_env for the jobs (working_dir, py_modules, pip, env_vars); joining a cluster
+    # without a working_dir ships the app's own folder
+    runtime_env: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -121,3 +121,51 @@ def test_a_local_objective_runs_on_a_cluster_without_it(
         assert imported != app / "mymod.py"  # a copy Ray unpacked on the node, not ours
         assert imported.parent == Path(trial["cwd"])  # the shipped folder is the working dir
         assert not (imported.parent / "outputs").exists()  # the outputs folder stays here
+
+
+APP = """
+import json, os, time
+from pathlib import Path
+
+import hydra
+import helper_for_app  # a module beside the app: the nodes have it only if it is shipped
+
+
+@hydra.main(version_base=None, config_path=".", config_name="app")
+def app(cfg):
+    marks = Path(os.environ["SHIP_TEST_MARKS"])
+    (marks / f"{os.getpid()}-{time.time_ns()}.json").write_text(
+        json.dumps({"file": helper_for_app.__file__}))
+    return helper_for_app.square(cfg.x)
+
+
+if __name__ == "__main__":
+    app()
+"""
+
+
+@pytest.mark.slow
+def test_the_sweepers_app_folder_is_shipped_to_a_cluster(bare_head: str, tmp_path: Path) -> None:
+    """The app's own modules come from the shipped folder on the nodes (without shipping they
+    would be imported from the driver's folder, which only this machine has)."""
+    folder = tmp_path / "app"
+    folder.mkdir()
+    (folder / "app.py").write_text(APP)
+    (folder / "app.yaml").write_text("x: 1.0\n")
+    (folder / "helper_for_app.py").write_text("def square(x):\n    return x * x\n")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    result = subprocess.run(
+        [sys.executable, str(folder / "app.py"), "-m", "hydra/sweeper=ugro_hpo",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.sweeper.n_trials=2",
+         "hydra.sweeper.n_jobs=1", "x=interval(-1.0, 1.0)",
+         f"hydra.sweeper.ray.address={bare_head}",
+         f"+hydra.sweeper.ray.runtime_env.env_vars.SHIP_TEST_MARKS={marks}"],
+        cwd=folder, env=_bare_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = [json.loads(p.read_text()) for p in marks.iterdir()]
+    assert len(seen) == 2
+    for trial in seen:
+        assert Path(trial["file"]) != folder / "helper_for_app.py"
+        assert Path(trial["file"]).name == "helper_for_app.py"

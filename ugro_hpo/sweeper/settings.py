@@ -113,6 +113,7 @@ def study_config(s: Mapping[str, Any], job_name: str, sweep_dir: Path,
         cfg.ray.address = ray.get("address")
         cfg.ray.num_cpus = ray.get("num_cpus")
         cfg.ray.autoscaler = bool(ray.get("autoscaler", False))
+        cfg.ray.runtime_env = ray.get("runtime_env") or {}
         for key, value in (s.get("resources") or {}).items():
             cfg.resources[key] = value
         cfg.search = sampler
