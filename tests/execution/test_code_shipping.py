@@ -5,6 +5,7 @@ environment without the objective's folder), stopped by that group, never by `ra
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -19,13 +20,14 @@ from pathlib import Path
 import pytest
 
 OBJECTIVE = """
-import json, os, time
+import hashlib, json, os, time
 from pathlib import Path
 
 def fn(params, report):
     marks = Path(os.environ["SHIP_TEST_MARKS"])  # only ray.runtime_env.env_vars sets it
     (marks / f"{os.getpid()}-{time.time_ns()}.json").write_text(
-        json.dumps({"file": __file__, "cwd": os.getcwd()}))
+        json.dumps({"file": __file__, "cwd": os.getcwd(),
+                    "token": hashlib.sha256(os.environ["SHIP_TEST_TOKEN"].encode()).hexdigest()}))
     value = (params["x1"] - 0.5) ** 2 + (params["x2"] - 0.5) ** 2
     report(1, value=value)
     return {"value": value}
@@ -100,7 +102,8 @@ def test_a_local_objective_runs_on_a_cluster_without_it(
     marks = tmp_path / "marks"
     marks.mkdir()
     cwd = app if found_through == "working directory" else tmp_path
-    env = _bare_env()
+    token = "tok_" + os.urandom(12).hex()  # a secret-named variable, forwarded to the trials
+    env = _bare_env() | {"SHIP_TEST_TOKEN": token}
     if found_through == "PYTHONPATH":
         env["PYTHONPATH"] = str(app)
     result = subprocess.run(
@@ -108,7 +111,8 @@ def test_a_local_objective_runs_on_a_cluster_without_it(
          "objective.fn=mymod:fn", "tracking=none", "n_trials=3", "parallel_jobs=1",
          "max_steps=1", "eval_every=1", "scheduler=fifo", "report=false",
          f"outputs_dir={app / 'outputs'}", f"ray.address={bare_head}",
-         f"+ray.runtime_env.env_vars.SHIP_TEST_MARKS={marks}"],
+         f"+ray.runtime_env.env_vars.SHIP_TEST_MARKS={marks}",
+         "+ray.runtime_env.env_vars.SHIP_TEST_TOKEN=${oc.env:SHIP_TEST_TOKEN}"],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -121,6 +125,11 @@ def test_a_local_objective_runs_on_a_cluster_without_it(
         assert imported != app / "mymod.py"  # a copy Ray unpacked on the node, not ours
         assert imported.parent == Path(trial["cwd"])  # the shipped folder is the working dir
         assert not (imported.parent / "outputs").exists()  # the outputs folder stays here
+        assert trial["token"] == hashlib.sha256(token.encode()).hexdigest()
+    # The trials had the secret; nothing the study wrote (its database included) has it.
+    assert token not in result.stdout + result.stderr
+    for path in (app / "outputs").rglob("*"):
+        assert not path.is_file() or token.encode() not in path.read_bytes(), path
 
 
 APP = """
