@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import uuid
@@ -197,3 +198,31 @@ def test_a_ray_job_that_brings_its_own_working_dir_ships_nothing_more(
     plan = build_plan(compose(*custom(name), "ray.address=auto"), tmp_path / "run")
     assert plan.ray_runtime_env is None
     assert os.environ["RAY_JOB_CONFIG_JSON_ENV_VAR"]
+
+
+def test_a_hydra_apps_folder_is_its_scripts_or_its_packages_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python app.py` ships the script's folder; `python -m pkg.app` the folder above pkg."""
+    import sys
+    import types
+
+    from ugro_hpo.execution.code_shipping import local_folder
+
+    package = tmp_path / f"pkg_{uuid.uuid4().hex[:8]}"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "app.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    script = types.ModuleType("__main__")
+    script.__file__ = str(package / "app.py")
+    script.__spec__ = None
+    monkeypatch.setitem(sys.modules, "__main__", script)
+    assert local_folder("__main__") == package
+    run_as_module = types.ModuleType("__main__")
+    run_as_module.__file__ = str(package / "app.py")
+    run_as_module.__spec__ = importlib.util.spec_from_file_location(
+        f"{package.name}.app", package / "app.py"
+    )
+    monkeypatch.setitem(sys.modules, "__main__", run_as_module)
+    assert local_folder("__main__") == tmp_path

@@ -39,7 +39,7 @@ def ship_objective_code(module: str | None, outputs_dir: Path) -> dict[str, Any]
     if folder is None or _job_ships_code():
         return {}
     excludes = list(ALWAYS_EXCLUDED)
-    if outputs_dir.resolve().is_relative_to(folder):
+    if outputs_dir.resolve().is_relative_to(folder) and outputs_dir.resolve() != folder:
         excludes.append("/" + outputs_dir.resolve().relative_to(folder).as_posix())
     _check_size(folder, outputs_dir.resolve(), module or "")
     return {"working_dir": str(folder), "excludes": excludes}
@@ -61,12 +61,16 @@ def _job_ships_code() -> bool:
 def local_folder(module: str) -> Path | None:
     """The ``sys.path`` folder ``module``'s top-level package or file is found in, when that
     folder is nobody's installation; None for an installed or built-in module."""
+    if module == "__main__":  # a Hydra app: `python -m pkg.app` names its module, a script not
+        main = sys.modules.get("__main__")
+        spec = getattr(main, "__spec__", None)
+        if spec is None or not spec.name or spec.name == "__main__":
+            script = getattr(main, "__file__", None)
+            return _unless_installed(Path(script).resolve().parent) if script else None
+        module = spec.name
     top = module.split(".", 1)[0]
     if top == OWN_PACKAGE:
         return None
-    if top == "__main__":  # a Hydra app run as a script: its folder
-        main = getattr(sys.modules.get("__main__"), "__file__", None)
-        return _unless_installed(Path(main).resolve().parent) if main else None
     try:
         spec = importlib.util.find_spec(top)
     except (ImportError, ValueError):
