@@ -178,3 +178,18 @@ def test_the_sweepers_app_folder_is_shipped_to_a_cluster(bare_head: str, tmp_pat
     for trial in seen:
         assert Path(trial["file"]) != folder / "helper_for_app.py"
         assert Path(trial["file"]).name == "helper_for_app.py"
+
+
+def test_a_runtime_env_ray_refuses_is_one_line_and_nothing_written(tmp_path: Path) -> None:
+    """Here Ray refuses a driver's variable that the Ray job it runs in sets otherwise."""
+    from conftest import QUICK, run_cli
+
+    job = {"runtime_env": {"env_vars": {"SHIP_TEST_FLAG": "1"}}, "metadata": {}}
+    result = run_cli(
+        *QUICK, f"outputs_dir={tmp_path / 'outputs'}", "+ray.runtime_env.env_vars.SHIP_TEST_FLAG=2",
+        cwd=tmp_path, env={"RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps(job)}, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("ugro_hpo: error: ray.runtime_env: Ray refused it (Failed to merge")
+    assert not (tmp_path / "outputs").exists()

@@ -6,10 +6,11 @@ The value is handed to ``ray.init(runtime_env=...)``, so every trial of the stud
 trials), ``env_vars`` (environment variables of the trials), and Ray's other fields. Each field's
 shape is checked here, so a mistake is one line naming the field rather than a Ray traceback.
 
-``env_vars`` may carry a credential only as it stands in the driver's environment (`.env`
-included), written ``HF_TOKEN: ${oc.env:HF_TOKEN}``: a secret-named variable whose value is
-anything else is refused, as ``hydra.job.env_set`` refuses one, because a config is copied into
-run directories and tracking runs. The forwarded value is a registered secret, so it is scrubbed
+``env_vars`` may carry a credential only with the value it has in the driver's environment
+(`.env` included), written ``HF_TOKEN: ${oc.env:HF_TOKEN}``: a secret-named variable whose value
+is anything else is refused, as ``hydra.job.env_set`` refuses one, because a config is copied
+into run directories and tracking runs (an override that types the value is refused before
+Hydra records it, `security.credentials.check_overrides`). The forwarded value is a registered secret, so it is scrubbed
 from everything the study writes.
 
 When no ``working_dir`` is given and the study joins a cluster, the objective's own code is

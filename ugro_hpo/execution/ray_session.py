@@ -68,19 +68,28 @@ def ensure_ray(plan: Plan) -> None:
             runtime_env["env_vars"] = {**offline, **runtime_env.get("env_vars", {})}
     if runtime_env:  # ray.runtime_env, and the objective's code shipped (see code_shipping)
         options["runtime_env"] = runtime_env
-    if plan.ray_address:
-        try:
+    try:
+        if plan.ray_address:
             ray.init(address=plan.ray_address, **options)
-            _initialized_here = True
-        except (ConnectionError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(
-                f"ray.address={plan.ray_address}: cannot join the cluster ({first})"
-            ) from None
-    else:
-        # "local": start a new instance even if another cluster was started on this machine.
-        ray.init(address="local", num_cpus=plan.ray_num_cpus, **options)
+        else:
+            # "local": start a new instance even if another cluster was started on this machine.
+            ray.init(address="local", num_cpus=plan.ray_num_cpus, **options)
         _initialized_here = True
+    except ValueError as exc:  # Ray's own check of the runtime environment (a job's clashing)
+        if not runtime_env:
+            raise
+        raise UserError(f"ray.runtime_env: Ray refused it ({_first_line(exc)})") from None
+    except (ConnectionError, RuntimeError) as exc:
+        if not plan.ray_address:
+            raise
+        raise UserError(
+            f"ray.address={plan.ray_address}: cannot join the cluster ({_first_line(exc)})"
+        ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
