@@ -226,3 +226,19 @@ def test_a_hydra_apps_folder_is_its_scripts_or_its_packages_root(
     )
     monkeypatch.setitem(sys.modules, "__main__", run_as_module)
     assert local_folder("__main__") == tmp_path
+
+
+def test_the_dry_run_plan_says_what_is_shipped_and_names_the_variables_only(
+    compose: Callable[..., Any], tmp_path: Path, local_objective: tuple[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from ugro_hpo.config.plan import describe
+
+    name, folder = local_objective
+    secret = "hf_" + uuid.uuid4().hex
+    monkeypatch.setenv("HF_TOKEN", secret)
+    plan = build_plan(compose(*custom(name), CLUSTER, "+ray.runtime_env.env_vars.HF_TOKEN=${oc.env:HF_TOKEN}",
+                              "+ray.runtime_env.env_vars.OMP_NUM_THREADS=2"), tmp_path / "run")  # fmt: skip
+    line = describe(plan).splitlines()[-1]
+    assert line == f"runtime env  working_dir {folder}; env_vars HF_TOKEN, OMP_NUM_THREADS"
+    assert secret not in describe(plan)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ugro_hpo.components import check_importable, instantiate
-from ugro_hpo.config.runtime_env import check_runtime_env
+from ugro_hpo.config.runtime_env import check_runtime_env, describe_runtime_env
 from ugro_hpo.config.scheduler_choice import choose_scheduler
 from ugro_hpo.config.schema import unknown_key_message, unknown_keys
 from ugro_hpo.errors import ConfigError
@@ -305,4 +305,5 @@ def describe(plan: Plan) -> str:
         f"limits       max_failures {plan.max_failures}, max_consecutive_failures "
         f"{plan.max_consecutive_failures}, trial_timeout_s {plan.trial_timeout_s}, time_budget_s {plan.time_budget_s}",
     ]
+    lines += describe_runtime_env(plan.ray_runtime_env)
     return "\n".join(lines)

@@ -59,6 +59,19 @@ def check_runtime_env(
     return env or None
 
 
+def describe_runtime_env(env: Mapping[str, Any] | None) -> list[str]:
+    """The runtime environment for ``dry_run=true``'s plan: what is shipped, and the names (not
+    the values) of the trials' variables."""
+    if not env:
+        return []
+    parts = [f"working_dir {env['working_dir']}"] if "working_dir" in env else []
+    parts += [f"{name} {env[name]}" for name in ("py_modules", "pip") if name in env]
+    if env.get("env_vars"):
+        parts.append("env_vars " + ", ".join(sorted(env["env_vars"])))
+    others = sorted(set(env) - {"working_dir", "excludes", "py_modules", "pip", "env_vars"})
+    return [f"runtime env  {'; '.join(parts + others)}"]
+
+
 def _checked(raw: Any) -> dict[str, Any]:
     if raw is None:
         return {}
