@@ -56,6 +56,8 @@ class Plan:
     uses_gpu: bool = False  # what the checked objective said of itself, kept as data
     gpu_only: str | None = None  # why it cannot run without a GPU (a quantised model), or None
     gpu_memory_gib: float | None = None  # its weights' size, when known
+    # ray.runtime_env as checked, with the objective's code folder when it is shipped
+    ray_runtime_env: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def ray_dir(self) -> Path:

@@ -237,9 +237,7 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 
 
-def plot(
-    curves: dict[str, list[list[tuple[float, float]]]], budgets: list[float], path: Path
-) -> None:
+def plot(runs: dict[str, list[dict[str, Any]]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -248,8 +246,8 @@ def plot(
 
     grid = np.linspace(0.01, 1.0, 100)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method, runs in curves.items():
-        per_run = [[regret_at(c, f * b) for f in grid] for c, b in zip(runs, budgets, strict=True)]
+    for method, done in runs.items():  # each run with its own budget (a warm start skips one)
+        per_run = [[regret_at(r["curve"], f * r["budget_s"]) for f in grid] for r in done]
         ax.plot(grid, np.median(per_run, axis=0), label=LABELS[method])
     ax.set_yscale("log")
     ax.set_xlabel("simulated wall time (fraction of the budget)")
@@ -447,7 +445,7 @@ def report(args: argparse.Namespace, tasks: list[str], seeds: list[int], methods
                f"worker, time scale {args.time_scale}; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")  # fmt: skip
     png = OUT_DIR / "multi_fidelity.png"
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    plot({m: [r["curve"] for r in runs[m]] for m in methods}, budgets, png)
+    plot({m: runs[m] for m in methods}, png)
     result.details = {"tasks": tasks, "seeds": seeds, "budget": args.budget, "time_scale": args.time_scale,
                       "workers": WORKERS, "surrogate_check": check, "summary": summary, "runs": runs,
                       "load_average": {"before": load_before, "after": load_after},

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ugro_hpo.components import check_importable, instantiate
+from ugro_hpo.config.runtime_env import check_runtime_env, describe_runtime_env
 from ugro_hpo.config.scheduler_choice import choose_scheduler
 from ugro_hpo.config.schema import AUTO, unknown_key_message, unknown_keys
 from ugro_hpo.errors import ConfigError
@@ -143,6 +144,7 @@ def plan_and_parts(cfg: Any, run_dir: str | Path, objective: Any = None) -> tupl
         gpu_memory_gib=getattr(checked_objective, "gpu_memory_gib", None),
         sampler_reason=auto_reason(space) if sampler["_target_"].endswith(".auto_sampler") else "",
         scheduler_reason=scheduler_reason,
+        ray_runtime_env=check_runtime_env(data["ray"], checked_objective, outputs_dir),
     )
     sent = objective if objective is not None else spec
     return plan, LiveParts(objective=checked_objective, sent_objective=sent, trackers=trackers)
@@ -335,4 +337,5 @@ def describe(plan: Plan) -> str:
         f"limits       max_failures {plan.max_failures}, max_consecutive_failures "
         f"{plan.max_consecutive_failures}, trial_timeout_s {plan.trial_timeout_s}, time_budget_s {plan.time_budget_s}",
     ]
+    lines += describe_runtime_env(plan.ray_runtime_env)
     return "\n".join(lines)

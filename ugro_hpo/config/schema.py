@@ -52,6 +52,12 @@ class RaySettings:
         "true: the cluster adds nodes on demand, so a trial that no node can run yet is waited "
         "for instead of refused at start",
     )
+    runtime_env: dict[str, Any] = setting(
+        {},
+        "Ray's runtime_env for the trials: working_dir, py_modules, pip, env_vars "
+        "(+ray.runtime_env.env_vars.NAME=value; checked in config/runtime_env.py); joining a "
+        "cluster without a working_dir ships the custom objective's (or Hydra app's) folder",
+    )
 
 
 @dataclass

@@ -44,6 +44,7 @@ class CustomObjective(Objective):
     def __init__(self, fn: str) -> None:
         self.reference = fn
         self.function = import_callable(fn)
+        self.code_module = fn.partition(":")[0] if ":" in fn else fn.rpartition(".")[0]
         self.name = f"custom({fn})"
 
     def __call__(

@@ -30,6 +30,8 @@ CREDENTIAL_VARIABLES = {
     "RAY_AUTH_TOKEN": "the environment or .env",
 }
 ENV_SET = "hydra.job.env_set"
+RUNTIME_ENV_VARS = "ray.runtime_env.env_vars"
+_FROM_ENVIRONMENT = re.compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)\}")
 _SHELL_DIRECTORIES = {"PWD", "OLDPWD"}
 
 
@@ -74,6 +76,8 @@ def check_overrides(arguments: Iterable[str]) -> None:
         parts = key.split(".")
         if key.startswith(ENV_SET + "."):
             check_env_set({key[len(ENV_SET) + 1 :]: None})
+        elif RUNTIME_ENV_VARS + "." in key:
+            _check_runtime_env_var(key.rpartition(".")[2], argument.split("=", 1)[1], key)
         elif parts[0] in KEY_SOURCES and len(parts) > 1:
             refuse_config_credentials({parts[0]: {parts[-1]: True}})
 
@@ -91,3 +95,21 @@ def check_env_set(env_set: Mapping[str, Any]) -> None:
         if where:
             register(value)  # scrubbed from whatever Hydra already wrote
             raise ConfigError(refusal(f"{ENV_SET}.{name}", f"{name} in {where}"))
+
+
+def runtime_env_refusal(key: str, name: str) -> str:
+    """The one line for a secret-named variable in ``ray.runtime_env.env_vars`` whose value is
+    not the driver's own."""
+    return refusal(
+        key,
+        f"{name} in the environment or .env, forwarded to the trials by the value "
+        f"${{oc.env:{name}}} (no file gets it)",
+    )
+
+
+def _check_runtime_env_var(name: str, value: str, key: str) -> None:
+    """On the command line, a secret-named trial variable may only be forwarded from this
+    environment (``${oc.env:NAME}``): a value typed there lands in Hydra's records."""
+    if is_secret_name(name) and not _FROM_ENVIRONMENT.fullmatch(value.strip().strip("'\"")):
+        register(value)
+        raise ConfigError(runtime_env_refusal(key, name))

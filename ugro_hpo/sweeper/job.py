@@ -73,6 +73,7 @@ class HydraJob(Objective):
         # Each trial gets its own unpickled copy of this object; the sweep is known by this.
         self.sweep_id = uuid.uuid4().hex
         module = getattr(task_function, "__module__", "?")
+        self.code_module = module  # its folder is shipped to a cluster that lacks it
         self.name = f"hydra app {module}.{getattr(task_function, '__qualname__', task_function)}"
 
     def __getstate__(self) -> dict[str, Any]:

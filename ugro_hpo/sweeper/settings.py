@@ -139,7 +139,7 @@ def failure_rate_matters(s: Mapping[str, Any]) -> bool:
 SWEEPER_KEYS = {"n_trials": "n_trials", "parallel_jobs": "n_jobs", "max_steps": "max_steps",
                 "eval_every": "grace_period", "storage": "storage", "study_name": "study_name",
                 "search": "sampler", "seed": "sampler.seed", "resources": "resources",
-                "ray.address": "ray.address", "ray.autoscaler": "ray.autoscaler",
+                "ray": "ray",
                 "scheduler": "scheduler"}  # fmt: skip
 
 
