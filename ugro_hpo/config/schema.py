@@ -52,7 +52,7 @@ class RaySettings:
         "true: the cluster adds nodes on demand, so a trial that no node can run yet is waited "
         "for instead of refused at start",
     )
-    runtime_env: dict[str, Any] = setting(
+    runtime_env: Any = setting(  # its shape is checked in config/runtime_env.py
         {},
         "Ray's runtime_env for the trials: working_dir, py_modules, pip, env_vars "
         "(+ray.runtime_env.env_vars.NAME=value; checked in config/runtime_env.py); joining a "
