@@ -28,6 +28,7 @@ from ugro_hpo.security.paths import check_output_dir, check_output_file
 from ugro_hpo.security.redaction import redact_url
 from ugro_hpo.security.stored_objective import build_objective
 from ugro_hpo.space.stored_params import check_stored_params
+from ugro_hpo.validation import stored_whole_number
 
 MAX_STEPS = 10**7  # the ceiling the stored config's own max_steps is held to
 
@@ -234,13 +235,7 @@ def train_best(
 
 
 def _stored_int(config: dict[str, Any], key: str, minimum: int, study_name: str) -> int:
-    value = config.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= 10**7:
-        raise ConfigError(
-            f"study {study_name!r}: stored {key} {str(value)[:40]!r} is not a whole number between "
-            f"{minimum} and 10,000,000; the study database may have been altered"
-        )
-    return value
+    return stored_whole_number(config.get(key), f"study {study_name!r}", key, minimum)
 
 
 def _stored_resources(value: Any, study_name: str) -> dict[str, float]:

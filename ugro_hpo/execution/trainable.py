@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import numbers
-import re
 import sys
 import time
 import traceback
@@ -34,13 +33,13 @@ from ugro_hpo.objectives.base import Objective, TrialContext
 from ugro_hpo.optimize import protocol as p
 from ugro_hpo.security.digests import SecretDigests, scrub_then_cut
 from ugro_hpo.security.streams import RedactingStream
+from ugro_hpo.validation import is_metric_name, is_number
 
 log = logging.getLogger("ugro_hpo.trial")
 _objectives: dict[str, Objective] = {}
 # What a trial reports comes back into the driver, the study database and the trackers: metric
-# names follow MLflow's rule (which W&B accepts too), and there is a limit to how many and how
-# long an error text may be.
-METRIC_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-. /]{0,249}")
+# names follow `validation.METRIC_NAME`, and there is a limit to how many and how long an error
+# text may be.
 MAX_METRICS = 100
 MAX_ERROR = 2000
 MAX_LOGGED = 100_000  # characters of a failed trial's traceback in its log
@@ -103,7 +102,7 @@ def checked_metrics(
     for name, value in metrics.items():
         if isinstance(name, str) and (name in p.RESULT_KEYS or name.startswith("ugro_")):
             raise TrialFailed(f"metric name {name!r} {where} is reserved; call it something else")
-        if not isinstance(name, str) or not METRIC_NAME.fullmatch(name):
+        if not is_metric_name(name):
             raise TrialFailed(
                 f"metric name {str(name)[:60]!r} {where} is not allowed; use up to 250 letters, "
                 "digits, '_', '-', '.', '/' or spaces"
@@ -113,7 +112,7 @@ def checked_metrics(
                 f"a metric name {where} holds a secret (or a value assigned to a secret-looking "
                 "name); it is not reported"
             )
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if not is_number(value):
             raise TrialFailed(f"metric {name!r} {where} is not a number: {repr(value)[:100]}")
         if not math.isfinite(float(value)):
             raise TrialFailed(f"metric {name!r} is {float(value)} {where}")

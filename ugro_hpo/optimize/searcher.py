@@ -15,7 +15,6 @@ the rest, so no Ray callback is needed.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +29,7 @@ from ugro_hpo.security.digests import scrub_then_cut
 from ugro_hpo.security.redaction import redact_text
 from ugro_hpo.space import SearchSpace
 from ugro_hpo.trial_events import TrialListener, TrialResult, TrialStart
+from ugro_hpo.validation import finite_number
 
 log = logging.getLogger(__name__)
 ORPHAN_CHECK_S = 5.0
@@ -229,10 +229,10 @@ class StudySearcher(Searcher):
         """The first objective's value at this step, as Optuna's intermediate value."""
         if self.space.is_multi_objective:
             return
-        value, step = result.get(self.space.metric_names[0]), result.get(p.STEP)
-        if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(step, int):
+        value, step = finite_number(result.get(self.space.metric_names[0])), result.get(p.STEP)
+        if value is not None and isinstance(step, int):
             storage_id = self._storage_ids[trial_id]
-            self.opened.storage.set_trial_intermediate_value(storage_id, step, float(value))
+            self.opened.storage.set_trial_intermediate_value(storage_id, step, value)
 
     def _set(self, trial_id: str, key: str, value: Any) -> None:
         self.opened.storage.set_trial_user_attr(self._storage_ids[trial_id], key, value)
@@ -295,10 +295,9 @@ class StudySearcher(Searcher):
             self.events.trial_finished(p.trial_end(trial_id, frozen))
 
     def _values(self, result: dict[str, Any]) -> list[float] | None:
-        values = [result.get(name) for name in self.space.metric_names]
-        if all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
-            return [float(v) for v in values]  # type: ignore[arg-type]
-        return None
+        values = [finite_number(result.get(name)) for name in self.space.metric_names]
+        finite = [v for v in values if v is not None]
+        return finite if len(finite) == len(values) else None
 
     # -- state ---------------------------------------------------------------------------------
 
