@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from ugro_hpo.errors import ConfigError, SearchSpaceError
-from ugro_hpo.execution.trainable import TrialFailed, checked_metrics
+from ugro_hpo.execution.trial_runner import TrialFailed, checked_metrics
 from ugro_hpo.lora.training import Hyperparameters
 from ugro_hpo.space import parse_search_space
 from ugro_hpo.validation import finite_number, stored_whole_number, whole_number

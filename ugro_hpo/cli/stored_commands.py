@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import numbers
 import time
 from collections.abc import Iterator
@@ -153,6 +152,7 @@ def train_best(
     the stored config by the allow-list (`ugro_hpo.security.stored_objective`); a custom
     objective's function comes from ``objective_fn`` (the command line), never from storage.
     """
+    from ugro_hpo.execution.trial_runner import Reporter, TrialFailed, run_objective
     from ugro_hpo.objectives.base import TrialContext
     from ugro_hpo.results import writers
     from ugro_hpo.results.records import best_entry, ranked, trial_records
@@ -205,15 +205,15 @@ def train_best(
         metadata=dict(stored.space.metadata),
     )
 
-    def report(step: int, **metrics: float) -> None:
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-        log.info("step %d/%d: %s", step, steps, shown)
+    def logged(result: dict[str, Any]) -> None:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in result.items() if k != p.STEP)
+        log.info("step %d/%d: %s", result[p.STEP], steps, shown)
 
     log.info("training trial %d's parameters for %d steps", best.number, steps)
-    metrics = {k: float(v) for k, v in (objective(params, report, context) or {}).items()}
-    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-    if bad:
-        raise ConfigError(f"final training: metric(s) {bad} are not finite")
+    try:  # as a trial runs it: the same checks of every report and of the result
+        metrics = run_objective(objective, params, context, Reporter(context.metrics, logged))
+    except TrialFailed as exc:
+        raise ConfigError(f"final training: {exc}") from None
     writers.write_best_params(
         out / "best_params.yaml", {"study_name": study_name, "best": best_entry(best)}
     )
