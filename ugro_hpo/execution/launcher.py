@@ -2,8 +2,9 @@
 
 Ray is started here (or joined, with ``ray.address``) only when a study actually runs. Actors
 are reused across trials, which cuts Ray's per-trial overhead about tenfold; the trainable
-frees memory between trials so reuse is safe. The driver hears of trials through the searcher
-(progress, trackers, the failure streak) and ends the run through a stopper, so it registers
+frees memory between trials so reuse is safe. The driver hears of trials through the searcher,
+which tells the tracking hub, which tells progress, the failure streak, an objective's guard and
+the trackers (`ugro_hpo.trial_events`); it ends the run through a stopper, so it registers
 no Ray callbacks of its own: only those a user configures are passed to Ray. The search
 algorithm Tune is given also fails a trial Tune drops without a word (`lost_trials`).
 """
