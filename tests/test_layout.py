@@ -106,4 +106,4 @@ def test_a_subpackage_per_concept_and_no_catch_all_module() -> None:
     assert not list(PACKAGE.rglob("utils.py"))
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert top == ["__init__.py", "__main__.py", "components.py", "errors.py", "lazy.py", "names.py",
-                   "pipeline.py", "study_plan.py"]  # fmt: skip
+                   "pipeline.py", "study_plan.py", "trial_events.py", "validation.py"]  # fmt: skip

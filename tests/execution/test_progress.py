@@ -18,6 +18,7 @@ from optuna.trial import TrialState, create_trial
 
 from ugro_hpo.execution.progress import Progress, clock
 from ugro_hpo.optimize import protocol as p
+from ugro_hpo.trial_events import TrialStart
 
 D = {"x": optuna.distributions.FloatDistribution(0, 1)}
 
@@ -43,14 +44,16 @@ def test_counts_best_and_running_follow_the_events() -> None:
         stream=io.StringIO(),
         interval_s=25.0,
     )
-    progress.trial_started("a", 1, {})
-    progress.trial_started("b", 2, {})
+    progress.trial_started(TrialStart("a", 1, {}))
+    progress.trial_started(TrialStart("b", 2, {}))
     assert progress.running == 2 and progress.done == 1
-    progress.trial_finished("a", _trial(1, TrialState.COMPLETE, 1.5))
+    progress.trial_finished(p.trial_end("a", _trial(1, TrialState.COMPLETE, 1.5)))
     progress.trial_finished(
-        "infeasible-3", _trial(3, TrialState.COMPLETE, 9.0, {p.TRIAL_STATE: "infeasible"})
+        p.trial_end(
+            "infeasible-3", _trial(3, TrialState.COMPLETE, 9.0, {p.TRIAL_STATE: "infeasible"})
+        )
     )
-    progress.trial_finished("b", _trial(2, TrialState.FAIL))
+    progress.trial_finished(p.trial_end("b", _trial(2, TrialState.FAIL)))
     text = progress.text()
     assert text.startswith("2/4 done (2 complete, 0 pruned, 1 infeasible) | 0 running | 1 failed")
     assert (
@@ -87,7 +90,7 @@ def test_a_log_gets_a_line_each_interval_on_the_clock_even_when_no_trial_reports
     hand = HandClock()
     progress = Progress(1, metric=None, stream=io.StringIO(), interval_s=25.0, clock=hand)
     with caplog.at_level(logging.INFO, logger="ugro_hpo.execution.progress"):
-        progress.trial_started("a", 0, {})
+        progress.trial_started(TrialStart("a", 0, {}))
         hand.now += 24.9
         progress.tick()  # within the interval: no line
         hand.now += 0.1
@@ -105,7 +108,7 @@ def test_elapsed_time_and_the_eta_are_read_from_the_clock() -> None:
     hand = HandClock()
     progress = Progress(3, metric="loss", stream=io.StringIO(), clock=hand, interval_s=25.0)
     hand.now += 60.0
-    progress.trial_finished("a", _trial(0, TrialState.COMPLETE, 1.0))
+    progress.trial_finished(p.trial_end("a", _trial(0, TrialState.COMPLETE, 1.0)))
     assert progress.text().endswith("| 01:00 elapsed | ETA 02:00")  # 60 s a trial, 2 to go
     hand.now += 3540.0
     assert progress.text().endswith("| 1:00:00 elapsed | ETA 2:00:00")

@@ -11,6 +11,7 @@ from ugro_hpo.execution.launcher import StudyEnding, study_ending
 from ugro_hpo.execution.run_control import FailureStreak
 from ugro_hpo.optimize import protocol as p
 from ugro_hpo.sweeper.guard import SweepGuard
+from ugro_hpo.trial_events import TrialStart
 
 
 def _failed(number: int) -> Any:
@@ -21,8 +22,8 @@ def _failed(number: int) -> Any:
 
 def _tripped_guard() -> SweepGuard:
     guard = SweepGuard(max_failure_rate=0.0, n_jobs=1, n_trials=4)
-    guard.trial_started("t0", 0, {})
-    guard.trial_finished("t0", _failed(0))
+    guard.trial_started(TrialStart("t0", 0, {}))
+    guard.trial_finished(p.trial_end("t0", _failed(0)))
     assert guard.tripped
     return guard
 

@@ -19,6 +19,7 @@ from ugro_hpo.optimize.searcher import StudySearcher
 from ugro_hpo.optimize.storage import OpenedStudy, open_storage
 from ugro_hpo.security.redaction import register
 from ugro_hpo.space import parse_search_space
+from ugro_hpo.trial_events import TrialEnd, TrialResult, TrialStart
 
 FINISHED = "FINISHED"
 
@@ -30,15 +31,15 @@ class Events:
         self.log: list[tuple[str, Any]] = []
         self.metrics: dict[tuple[str, int], dict[str, float]] = {}
 
-    def trial_started(self, trial_id: str, number: int, params: dict[str, Any]) -> None:
-        self.log.append(("started", trial_id))
+    def trial_started(self, start: TrialStart) -> None:
+        self.log.append(("started", start.trial_id))
 
-    def trial_result(self, trial_id: str, step: int, metrics: dict[str, float]) -> None:
-        self.log.append(("result", (trial_id, step)))
-        self.metrics[(trial_id, step)] = metrics
+    def trial_result(self, result: TrialResult) -> None:
+        self.log.append(("result", (result.trial_id, result.step)))
+        self.metrics[(result.trial_id, result.step)] = result.metrics
 
-    def trial_finished(self, trial_id: str, frozen: Any) -> None:
-        self.log.append(("finished", (trial_id, p.outcome_of(frozen).value)))
+    def trial_finished(self, end: TrialEnd) -> None:
+        self.log.append(("finished", (end.trial_id, end.state)))
 
 
 def _space(

@@ -14,6 +14,7 @@ import yaml
 
 from hydra_plugins.ugro_hpo_sweeper.config import UgroHpoSweeperConf
 from ugro_hpo.errors import ConfigError
+from ugro_hpo.optimize.protocol import trial_end
 from ugro_hpo.space import parse_search_space
 from ugro_hpo.sweeper.guard import SweepGuard
 from ugro_hpo.sweeper.job import UnusableReturn, values_as_metrics
@@ -21,6 +22,7 @@ from ugro_hpo.sweeper.params import objectives, parse_params
 from ugro_hpo.sweeper.reporting import report, reporting_to
 from ugro_hpo.sweeper.results import optimization_results, write_optimization_results
 from ugro_hpo.sweeper.settings import check_settings, sampler_spec
+from ugro_hpo.trial_events import TrialResult, TrialStart
 
 # (sweep, the parameter it gives) — the Optuna sweeper's 1.4 line: a range's end is excluded,
 # a float grid only where it is exact, casts and shuffles give the values themselves.
@@ -249,8 +251,8 @@ def _ended(guard: SweepGuard, number: int, failed: bool, error: str = "RuntimeEr
     frozen = optuna.trial.create_trial(state=state, values=None if failed else [1.0],
                                        user_attrs=attrs)  # fmt: skip
     frozen.number = number
-    guard.trial_started(f"t{number}", number, {})
-    guard.trial_finished(f"t{number}", frozen)
+    guard.trial_started(TrialStart(f"t{number}", number, {}))
+    guard.trial_finished(trial_end(f"t{number}", frozen))
 
 
 # (max_failure_rate, n_jobs, n_trials, outcomes in the order trials end, the trial it stops at)
@@ -292,13 +294,13 @@ def test_a_return_value_the_study_cannot_use_is_no_failure_of_the_app() -> None:
 
 def test_a_scheduler_metric_missing_from_a_trial_s_first_report_ends_the_sweep() -> None:
     guard = SweepGuard(0.0, n_jobs=2, n_trials=4, scheduler_metric="objective", scheduler="asha")
-    guard.trial_started("a", 0, {})
-    guard.trial_result("a", 1, {"value": 0.5, "acc": 0.1})
+    guard.trial_started(TrialStart("a", 0, {}))
+    guard.trial_result(TrialResult("a", 0, 1, {"value": 0.5, "acc": 0.1}))
     assert guard.tripped and guard.exit_code == 2
     assert "hydra.sweeper.scheduler=asha watches the metric 'objective'" in str(guard.reason)
     assert "it reported: acc, value" in str(guard.reason)
     fine = SweepGuard(0.0, n_jobs=2, n_trials=4, scheduler_metric="loss", scheduler="asha")
-    fine.trial_result("a", 1, {"loss": 0.5})
+    fine.trial_result(TrialResult("a", 0, 1, {"loss": 0.5}))
     assert not fine.tripped
 
 

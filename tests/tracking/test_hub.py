@@ -11,7 +11,8 @@ import pytest
 
 from ugro_hpo.tracking import hub
 from ugro_hpo.tracking.hub import Trackers, TrackerUnavailable
-from ugro_hpo.tracking.tracker import Tracker, TrialEnd, TrialStart
+from ugro_hpo.tracking.tracker import Tracker
+from ugro_hpo.trial_events import TrialEnd, TrialResult, TrialStart
 
 
 class Recording(Tracker):
@@ -40,8 +41,8 @@ class Recording(Tracker):
     def link(self, trial_id: str, run_ids: dict[str, str]) -> None:
         self._do("link", run_ids)
 
-    def trial_result(self, trial_id: str, step: int, metrics: dict[str, float]) -> None:
-        self._do("trial_result", step)
+    def trial_result(self, result: TrialResult) -> None:
+        self._do("trial_result", result.step)
 
     def trial_finished(self, end: TrialEnd) -> None:
         self._do("trial_finished", end.state)
@@ -56,7 +57,7 @@ class Recording(Tracker):
 
 def _trial(trackers: Trackers, trial_id: str, number: int) -> None:
     trackers.trial_started(TrialStart(trial_id, number, {"x": 1}))
-    trackers.trial_result(trial_id, 1, {"loss": 1.0})
+    trackers.trial_result(TrialResult(trial_id, number, 1, {"loss": 1.0}))
     trackers.trial_finished(TrialEnd(trial_id, number, "complete"))
 
 
@@ -112,3 +113,50 @@ def test_a_tracker_failing_mid_study_is_paused_and_its_misses_counted(monkeypatc
     assert "ConnectionError: flaky is down during trial_result" in status["errors"][0]
     assert [n for e, n in flaky.events if e == "trial_started"] == [0, 2]
     assert [n for e, n in a.events if e == "trial_started"] == [0, 1, 2]  # the other lost nothing
+
+
+class Listening:
+    """A driver listener (progress, the failure streak, a guard) that writes to a list."""
+
+    def __init__(self, log: list[tuple[str, str, Any]]) -> None:
+        self.log = log
+
+    def trial_started(self, start: TrialStart) -> None:
+        self.log.append(("listener", "trial_started", start.number))
+
+    def trial_result(self, result: TrialResult) -> None:
+        self.log.append(("listener", "trial_result", result.step))
+
+    def trial_finished(self, end: TrialEnd) -> None:
+        self.log.append(("listener", "trial_finished", end.state))
+
+
+def test_the_hub_tells_the_driver_s_listeners_each_event_before_the_trackers() -> None:
+    log: list[tuple[str, str, Any]] = []
+    flaky = Recording("flaky", {"trial_result"})
+    trackers = Trackers([flaky], listeners=[Listening(log)])
+    trackers.connect()
+    flaky.events = log  # type: ignore[assignment]  # one list: the order across both
+    _trial(trackers, "t", 0)
+    assert log == [
+        ("listener", "trial_started", 0),
+        ("trial_started", 0),
+        ("listener", "trial_result", 1),  # the tracker failing on it takes nothing from it
+        ("listener", "trial_finished", "complete"),
+    ]
+    assert trackers.status()["flaky"]["failures"] == 1
+
+
+def test_a_proposal_that_never_ran_gets_a_tracker_run_but_no_start_for_the_listeners() -> None:
+    log: list[tuple[str, str, Any]] = []
+    a = Recording("a")
+    trackers = Trackers([a])
+    trackers.listen(Listening(log))
+    trackers.connect()
+    trackers.trial_finished(
+        TrialEnd("infeasible-3", 3, "infeasible", violation="x >= 1", params={"x": 0.5})
+    )
+    trackers.trial_finished(TrialEnd("not-run-4", 4, "failed", error="not run: x outside"))
+    assert log == [("listener", "trial_finished", "infeasible"),
+                   ("listener", "trial_finished", "failed")]  # fmt: skip
+    assert a.events[1:] == [("trial_started", 3), ("trial_finished", "infeasible")]

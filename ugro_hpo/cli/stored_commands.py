@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import numbers
 import time
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from ugro_hpo.security.paths import check_output_dir, check_output_file
 from ugro_hpo.security.redaction import redact_url
 from ugro_hpo.security.stored_objective import build_objective
 from ugro_hpo.space.stored_params import check_stored_params
+from ugro_hpo.validation import stored_whole_number
 
 MAX_STEPS = 10**7  # the ceiling the stored config's own max_steps is held to
 
@@ -152,6 +152,7 @@ def train_best(
     the stored config by the allow-list (`ugro_hpo.security.stored_objective`); a custom
     objective's function comes from ``objective_fn`` (the command line), never from storage.
     """
+    from ugro_hpo.execution.trial_runner import Reporter, TrialFailed, run_objective
     from ugro_hpo.objectives.base import TrialContext
     from ugro_hpo.results import writers
     from ugro_hpo.results.records import best_entry, ranked, trial_records
@@ -204,15 +205,15 @@ def train_best(
         metadata=dict(stored.space.metadata),
     )
 
-    def report(step: int, **metrics: float) -> None:
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-        log.info("step %d/%d: %s", step, steps, shown)
+    def logged(result: dict[str, Any]) -> None:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in result.items() if k != p.STEP)
+        log.info("step %d/%d: %s", result[p.STEP], steps, shown)
 
     log.info("training trial %d's parameters for %d steps", best.number, steps)
-    metrics = {k: float(v) for k, v in (objective(params, report, context) or {}).items()}
-    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-    if bad:
-        raise ConfigError(f"final training: metric(s) {bad} are not finite")
+    try:  # as a trial runs it: the same checks of every report and of the result
+        metrics = run_objective(objective, params, context, Reporter(context.metrics, logged))
+    except TrialFailed as exc:
+        raise ConfigError(f"final training: {exc}") from None
     writers.write_best_params(
         out / "best_params.yaml", {"study_name": study_name, "best": best_entry(best)}
     )
@@ -234,13 +235,7 @@ def train_best(
 
 
 def _stored_int(config: dict[str, Any], key: str, minimum: int, study_name: str) -> int:
-    value = config.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= 10**7:
-        raise ConfigError(
-            f"study {study_name!r}: stored {key} {str(value)[:40]!r} is not a whole number between "
-            f"{minimum} and 10,000,000; the study database may have been altered"
-        )
-    return value
+    return stored_whole_number(config.get(key), f"study {study_name!r}", key, minimum)
 
 
 def _stored_resources(value: Any, study_name: str) -> dict[str, float]:

@@ -26,6 +26,7 @@ from ugro_hpo.security.credentials import refuse_config_credentials
 from ugro_hpo.security.redaction import redact_data, redact_url
 from ugro_hpo.space import SearchSpace, load_search_space, parse_search_space
 from ugro_hpo.study_plan import LiveParts, Plan
+from ugro_hpo.validation import whole_number
 
 _STORAGE_URL = re.compile(r"(sqlite|postgresql|mysql)(\+[a-z0-9_]+)?://.*")
 _RAY_ADDRESS = re.compile(r"auto|local|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}")
@@ -151,12 +152,7 @@ def plan_and_parts(cfg: Any, run_dir: str | Path, objective: Any = None) -> tupl
 
 
 def _integer(data: Mapping[str, Any], key: str, minimum: int, maximum: int | None = None) -> int:
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"must be a whole number >= {minimum}, got {value!r}", key=key)
-    if maximum is not None and value > maximum:
-        raise ConfigError(f"must be a whole number <= {maximum}, got {value!r}", key=key)
-    return value
+    return whole_number(data[key], key, minimum, maximum)
 
 
 def _seconds(data: Mapping[str, Any], key: str) -> float | None:

@@ -2,8 +2,9 @@
 
 Ray is started here (or joined, with ``ray.address``) only when a study actually runs. Actors
 are reused across trials, which cuts Ray's per-trial overhead about tenfold; the trainable
-frees memory between trials so reuse is safe. The driver hears of trials through the searcher
-(progress, trackers, the failure streak) and ends the run through a stopper, so it registers
+frees memory between trials so reuse is safe. The driver hears of trials through the searcher,
+which tells the tracking hub, which tells progress, the failure streak, an objective's guard and
+the trackers (`ugro_hpo.trial_events`); it ends the run through a stopper, so it registers
 no Ray callbacks of its own: only those a user configures are passed to Ray. The search
 algorithm Tune is given also fails a trial Tune drops without a word (`lost_trials`).
 """
@@ -23,6 +24,7 @@ from ugro_hpo.optimize.samplers import build_sampler
 from ugro_hpo.optimize.storage import OpenedStudy
 from ugro_hpo.study_plan import LiveParts, Plan
 from ugro_hpo.tracking.hub import Trackers
+from ugro_hpo.trial_events import TrialEnd, TrialResult, TrialStart
 
 log = logging.getLogger(__name__)
 
@@ -85,25 +87,6 @@ class StudyEnding:
     reason: str | None = None
 
 
-class _Fanout:
-    """Tells every listener what the searcher tells us about a trial."""
-
-    def __init__(self, *listeners: Any) -> None:
-        self.listeners = listeners
-
-    def trial_started(self, trial_id: str, number: int, params: dict[str, Any]) -> None:
-        for listener in self.listeners:
-            listener.trial_started(trial_id, number, params)
-
-    def trial_result(self, trial_id: str, step: int, metrics: dict[str, float]) -> None:
-        for listener in self.listeners:
-            listener.trial_result(trial_id, step, metrics)
-
-    def trial_finished(self, trial_id: str, frozen: Any) -> None:
-        for listener in self.listeners:
-            listener.trial_finished(trial_id, frozen)
-
-
 class _StreakListener:
     """Feeds the failure streak with the trials that ran (a proposal that never ran is no
     evidence of a bug in the objective)."""
@@ -112,15 +95,15 @@ class _StreakListener:
         self.streak = streak
         self.started = started
 
-    def trial_started(self, trial_id: str, number: int, params: dict[str, Any]) -> None:
-        self.started.add(trial_id)
+    def trial_started(self, start: TrialStart) -> None:
+        self.started.add(start.trial_id)
 
-    def trial_result(self, trial_id: str, step: int, metrics: dict[str, float]) -> None:
+    def trial_result(self, result: TrialResult) -> None:
         return None
 
-    def trial_finished(self, trial_id: str, frozen: Any) -> None:
-        if trial_id in self.started:
-            self.streak.record(frozen.state.name == "FAIL", frozen.user_attrs.get(p.TRIAL_ERROR))
+    def trial_finished(self, end: TrialEnd) -> None:
+        if end.trial_id in self.started:
+            self.streak.record(end.state == p.Outcome.FAILED, end.error)
 
 
 def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> StudyEnding:
@@ -136,7 +119,6 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
     from ugro_hpo.optimize.searcher import StudySearcher
     from ugro_hpo.optimize.storage import HEARTBEAT_S, sampler_seed_offset
     from ugro_hpo.security.digests import SecretDigests
-    from ugro_hpo.tracking.bridge import TrackingBridge
 
     ensure_ray(plan)
     streak = FailureStreak(plan.max_consecutive_failures)
@@ -155,6 +137,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
         existing=opened.trials(),
         interval_s=plan.progress_interval_s,
     )
+    components.trackers.listen(_StreakListener(streak, set()), progress, *guards)
     seed_offset = sampler_seed_offset(plan.storage, opened.existing_trials)
     opened.study = optuna.load_study(study_name=plan.study_name, storage=opened.storage,
                                      sampler=build_sampler(plan, seed_offset=seed_offset))  # fmt: skip
@@ -163,9 +146,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
         plan.search_space,
         n_trials=plan.n_trials,
         max_steps=plan.max_steps,
-        events=_Fanout(
-            _StreakListener(streak, set()), TrackingBridge(components.trackers), progress, *guards
-        ),
+        events=components.trackers,
         halted=lambda: (
             streak.tripped
             or watch.interrupted.is_set()

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from ugro_hpo.optimize import protocol as p
+from ugro_hpo.trial_events import TrialEnd, TrialResult, TrialStart
 
 log = logging.getLogger("ugro_hpo.execution.progress")
 
@@ -67,7 +68,7 @@ class Progress:
         self._last_text = ""
         self._lock = threading.Lock()  # a ticking thread renders too (see `tick`)
         for trial in existing or []:
-            self._count(trial)
+            self._count(p.trial_end(str(trial.number), trial))
 
     @property
     def done(self) -> int:
@@ -79,30 +80,30 @@ class Progress:
     def running(self) -> int:
         return len(self._running)
 
-    def _count(self, frozen: Any) -> bool:
-        state = str(p.outcome_of(frozen))
+    def _count(self, end: TrialEnd) -> bool:
+        state = end.state
         if state not in self.counts:
             return False
         self.counts[state] += 1
-        if state == "complete" and frozen.values and self.metric:
-            value = float(frozen.values[0])
+        if state == "complete" and end.values and self.metric:
+            value = end.values[0]
             if self.best is None or self.sign * value < self.sign * self.best[0]:
-                self.best = (value, frozen.number)
+                self.best = (value, end.number)
         return True
 
-    # -- what the searcher tells us (see `optimize.searcher.TrialEvents`) ---------------------
+    # -- the trial events (`ugro_hpo.trial_events`), told by the hub ----------------------------
 
-    def trial_started(self, trial_id: str, number: int, params: dict[str, Any]) -> None:
-        self._running.add(trial_id)
+    def trial_started(self, start: TrialStart) -> None:
+        self._running.add(start.trial_id)
         self.render()
 
-    def trial_result(self, trial_id: str, step: int, metrics: dict[str, float]) -> None:
+    def trial_result(self, result: TrialResult) -> None:
         self.render()
 
-    def trial_finished(self, trial_id: str, frozen: Any) -> None:
+    def trial_finished(self, end: TrialEnd) -> None:
         """A trial stored in its final state (or a proposal that never ran)."""
-        self._running.discard(trial_id)
-        if self._count(frozen) and p.outcome_of(frozen) in p.RAN:
+        self._running.discard(end.trial_id)
+        if self._count(end) and end.state in p.RAN:
             self.finished_here += 1
         self.render()
 

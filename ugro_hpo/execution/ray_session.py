@@ -12,7 +12,7 @@ from ugro_hpo.errors import UserError
 from ugro_hpo.study_plan import Plan
 
 RAY_ENV = {
-    # Our trainable reports its own outcome keys and checks metrics itself (trainable.Reporter).
+    # Our trainable reports its own outcome keys and checks metrics itself (trial_runner.Reporter).
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
     "RAY_AIR_NEW_OUTPUT": "0",
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",

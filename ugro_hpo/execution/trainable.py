@@ -1,9 +1,9 @@
 """The function Ray Tune runs for each trial.
 
-It ends an infeasible trial at once, builds the objective (once per worker process, so actors
-reused across trials keep their caches), checks every reported metric, turns an exception or a
-non-finite metric into a failed trial with its reason, and always frees memory before the
-worker takes the next trial.
+It builds the objective (once per worker process, so actors reused across trials keep their
+caches), runs it as `train-best` does (`trial_runner`: every reported metric checked), turns an
+exception or a non-finite metric into a failed trial with its reason, and always frees memory
+before the worker takes the next trial.
 
 Everything a trial says is hostile text (see README, Security): its output (Python's streams
 and the process's file descriptors 1 and 2), the message of whatever it raises (any
@@ -17,19 +17,15 @@ import functools
 import gc
 import json
 import logging
-import math
-import numbers
-import re
 import sys
-import time
 import traceback
-from collections.abc import Callable
 from typing import Any
 
 from ray import tune
 
 from ugro_hpo.components import instantiate
 from ugro_hpo.execution.lost_trials import allow_slow_handover
+from ugro_hpo.execution.trial_runner import Reporter, TrialTimeout, run_objective
 from ugro_hpo.objectives.base import Objective, TrialContext
 from ugro_hpo.optimize import protocol as p
 from ugro_hpo.security.digests import SecretDigests, scrub_then_cut
@@ -37,91 +33,10 @@ from ugro_hpo.security.streams import RedactingStream
 
 log = logging.getLogger("ugro_hpo.trial")
 _objectives: dict[str, Objective] = {}
-# What a trial reports comes back into the driver, the study database and the trackers: metric
-# names follow MLflow's rule (which W&B accepts too), and there is a limit to how many and how
-# long an error text may be.
-METRIC_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-. /]{0,249}")
-MAX_METRICS = 100
+# A failed trial's error text comes back into the driver, the study database and the trackers:
+# there is a limit to how long it may be.
 MAX_ERROR = 2000
 MAX_LOGGED = 100_000  # characters of a failed trial's traceback in its log
-
-
-class TrialFailed(RuntimeError):
-    """A trial reported something unusable (NaN, a missing metric, a step going backwards)."""
-
-
-class TrialTimeout(BaseException):
-    """trial_timeout_s has passed. A BaseException, so an objective's `except Exception` cannot
-    swallow it."""
-
-
-class Reporter:
-    """The ``report(step, **metrics)`` handed to objectives."""
-
-    def __init__(
-        self,
-        metrics: tuple[str, ...],
-        timeout_s: float | None = None,
-        scrub: Callable[[str], str] | None = None,
-    ) -> None:
-        self.metrics = metrics
-        self.last_step = 0
-        self.timeout_s = timeout_s
-        self.started = time.monotonic()
-        self.scrub = scrub
-        self.stopping = False  # Ray's session said stop (tune.report raised SystemExit)
-
-    def __call__(self, step: int, **metrics: Any) -> None:
-        if (
-            isinstance(step, bool)
-            or not isinstance(step, numbers.Integral)
-            or step <= self.last_step
-        ):
-            raise TrialFailed(f"report(step={step!r}): steps must be whole numbers that increase")
-        clean = checked_metrics(metrics, self.metrics, f"at step {step}", self.scrub)
-        self.last_step = int(step)
-        try:
-            tune.report({**clean, p.STEP: int(step)})
-        except SystemExit:
-            self.stopping = True  # the scheduler stopped the trial: not the objective's doing
-            raise
-        if self.timeout_s is not None and time.monotonic() - self.started > self.timeout_s:
-            raise TrialTimeout(f"trial_timeout_s={self.timeout_s:g} reached at step {step}")
-
-
-def checked_metrics(
-    metrics: dict[str, Any],
-    required: tuple[str, ...],
-    where: str,
-    scrub: Callable[[str], str] | None = None,
-) -> dict[str, float]:
-    """Numbers only, all finite, the objective's metrics present; with ``scrub``, a name that
-    holds a secret is refused (a name goes to the study, the trackers and Ray as it is)."""
-    clean: dict[str, float] = {}
-    if len(metrics) > MAX_METRICS:
-        raise TrialFailed(f"{len(metrics)} metrics {where}; at most {MAX_METRICS} are allowed")
-    for name, value in metrics.items():
-        if isinstance(name, str) and (name in p.RESULT_KEYS or name.startswith("ugro_")):
-            raise TrialFailed(f"metric name {name!r} {where} is reserved; call it something else")
-        if not isinstance(name, str) or not METRIC_NAME.fullmatch(name):
-            raise TrialFailed(
-                f"metric name {str(name)[:60]!r} {where} is not allowed; use up to 250 letters, "
-                "digits, '_', '-', '.', '/' or spaces"
-            )
-        if scrub is not None and scrub(name) != name:
-            raise TrialFailed(
-                f"a metric name {where} holds a secret (or a value assigned to a secret-looking "
-                "name); it is not reported"
-            )
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TrialFailed(f"metric {name!r} {where} is not a number: {repr(value)[:100]}")
-        if not math.isfinite(float(value)):
-            raise TrialFailed(f"metric {name!r} is {float(value)} {where}")
-        clean[name] = float(value)
-    missing = [m for m in required if m not in clean]
-    if missing:
-        raise TrialFailed(f"metrics {missing} missing {where}")
-    return clean
 
 
 def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
@@ -143,13 +58,11 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
         metadata=spec.get("metadata", {}),
     )
     names_checked = functools.lru_cache(maxsize=1024)(digests.scrub)  # a name is checked once
-    reporter = Reporter(metrics, spec.get("trial_timeout_s"), names_checked)
+    reporter = Reporter(metrics, tune.report, spec.get("trial_timeout_s"), names_checked)
     try:
-        objective = _objective(spec["objective"])
-        if not objective.reports_every_metric:
-            reporter.metrics = ()  # reports need not carry the objectives; the result must
-        returned = objective(params, reporter, context) or {}
-        final = checked_metrics(dict(returned), metrics, "in the final result", names_checked)
+        final = run_objective(
+            _objective(spec["objective"]), params, context, reporter, names_checked
+        )
     except TrialTimeout as timeout:
         tune.report({p.RESULT_STATE: p.Outcome.PRUNED.value, p.RESULT_REASON: str(timeout),
                      p.STEP: reporter.last_step})  # fmt: skip

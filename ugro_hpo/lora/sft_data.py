@@ -18,6 +18,7 @@ from ugro_hpo.errors import ConfigError
 from ugro_hpo.lora.batches import Batch, Example
 from ugro_hpo.lora.data import DataSource
 from ugro_hpo.lora.sft_formats import LOSS_ON, TEMPLATES, Counts, Prompt, Tokenised
+from ugro_hpo.validation import whole_number
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,8 @@ class SftSource(DataSource):
             raise ConfigError(f"dataset.packing: true or false, got {packing!r}")
         for key, value in (("max_train_examples", max_train_examples),
                            ("max_eval_examples", max_eval_examples)):  # fmt: skip
-            if value is not None and (isinstance(value, bool) or int(value) < 1):
-                raise ConfigError(f"dataset.{key}: a whole number >= 1 or null, got {value!r}")
+            if value is not None:
+                whole_number(value, f"dataset.{key}", 1, hint=" or null")
         self.seq_len = int(seq_len)
         self.eval_fraction = float(eval_fraction)
         self.loss_on = loss_on

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from ugro_hpo.errors import ConfigError
+from ugro_hpo.validation import whole_number
 
 if TYPE_CHECKING:
     import torch
@@ -109,9 +110,7 @@ def parse_target_modules(value: Any) -> tuple[str, ...] | str | None:
 
 
 def _positive_int(key: str, value: Any) -> int:
-    if isinstance(value, bool) or float(value) != int(value) or int(value) < 1:
-        raise ConfigError(f"{key}: must be a whole number >= 1, got {value!r}")
-    return int(value)
+    return whole_number(value, key, 1, integral_floats=True)
 
 
 def lora_config(hp: Hyperparameters, target_modules: Any) -> Any:

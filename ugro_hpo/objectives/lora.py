@@ -22,6 +22,7 @@ from ugro_hpo.lora.models import PretrainedModel
 from ugro_hpo.lora.training import LR_SCHEDULERS, OPTIMIZERS, Hyperparameters
 from ugro_hpo.objectives.base import Objective, ReportFn, TrialContext
 from ugro_hpo.space import SearchSpace
+from ugro_hpo.validation import whole_number
 
 log = logging.getLogger(__name__)
 _KNOWN_CHOICES = {"optimizer_type": OPTIMIZERS, "lr_scheduler_type": LR_SCHEDULERS}
@@ -57,8 +58,7 @@ class LoraObjective(Objective):
             )
         for key, value, low in (("generate_eval_n", generate_eval_n, 0),
                                 ("generate_max_new_tokens", generate_max_new_tokens, 1)):  # fmt: skip
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"objective.{key}: a whole number >= {low}, got {value!r}")
+            whole_number(value, f"objective.{key}", low)
         if generate_eval_n and not dataset.supervised:
             raise ConfigError(
                 f"objective.generate_eval_n: dataset {dataset.name} has no completions to "

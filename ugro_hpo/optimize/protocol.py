@@ -18,6 +18,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from ugro_hpo.trial_events import TrialEnd
+
 
 class Outcome(StrEnum):
     """How a trial ended (or where it is): the words of trials.csv, summaries and trackers."""
@@ -88,3 +90,22 @@ def outcome_of(trial: Any) -> Outcome:
     if state == "FAIL":
         return Outcome.FAILED
     return Outcome.RUNNING if state == "RUNNING" else Outcome.WAITING
+
+
+def trial_end(trial_id: str, trial: Any) -> TrialEnd:
+    """The ending event of a stored Optuna trial: what the study keeps of it, as listeners
+    read it (see `ugro_hpo.trial_events`)."""
+    attrs = trial.user_attrs
+    outcome = outcome_of(trial)
+    values = trial.values if outcome == Outcome.COMPLETE and trial.values else ()
+    return TrialEnd(
+        trial_id=trial_id,
+        number=trial.number,
+        state=str(outcome),
+        metrics=dict(attrs.get(TRIAL_METRICS) or {}),
+        violation=attrs.get(TRIAL_VIOLATION) or None,
+        error=attrs.get(TRIAL_ERROR),
+        last_step=attrs.get(TRIAL_LAST_STEP),
+        values=tuple(float(v) for v in values),
+        params=dict(trial.params),
+    )

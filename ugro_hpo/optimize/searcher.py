@@ -7,20 +7,20 @@ what it was (see `protocol`). A proposal that violates a constraint is told at o
 infeasible and replaced, so it costs no Ray trial; a long run of them ends the study. The
 budget, ``n_trials`` trials that ran, belongs to the study and is shared by every driver on it.
 
-The searcher is also where the driver hears of every trial: it passes each start, result and
-ending to a `TrialEvents` listener (progress, trackers), so no Ray callback is needed.
+The searcher is also where the driver hears of every trial: it tells each start, result and
+ending (`ugro_hpo.trial_events`) to one listener, the hub that tells progress, the trackers and
+the rest, so no Ray callback is needed.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from ugro_hpo.optimize import protocol as p
@@ -28,21 +28,13 @@ from ugro_hpo.optimize.storage import OpenedStudy, driver_id, fail_interrupted, 
 from ugro_hpo.security.digests import scrub_then_cut
 from ugro_hpo.security.redaction import redact_text
 from ugro_hpo.space import SearchSpace
+from ugro_hpo.trial_events import TrialListener, TrialResult, TrialStart
+from ugro_hpo.validation import finite_number
 
 log = logging.getLogger(__name__)
 ORPHAN_CHECK_S = 5.0
 MAX_TEXT = 2000
 MAX_INFEASIBLE_IN_A_ROW = 100
-
-
-class TrialEvents(Protocol):
-    """Who hears of trials as the searcher sees them (progress, the trackers)."""
-
-    def trial_started(self, trial_id: str, number: int, params: dict[str, Any]) -> None: ...
-
-    def trial_result(self, trial_id: str, step: int, metrics: dict[str, float]) -> None: ...
-
-    def trial_finished(self, trial_id: str, frozen: FrozenTrial) -> None: ...
 
 
 class StudySearcher(Searcher):
@@ -58,7 +50,7 @@ class StudySearcher(Searcher):
         space: SearchSpace,
         n_trials: int,
         max_steps: int,
-        events: TrialEvents | None = None,
+        events: TrialListener | None = None,
         halted: Callable[[], bool] = lambda: False,
         trial_logs: str = "Ray's experiment directory",
         max_infeasible_in_a_row: int = MAX_INFEASIBLE_IN_A_ROW,
@@ -133,7 +125,7 @@ class StudySearcher(Searcher):
             return None
         self._claim(trial_id, trial)
         if self.events is not None:
-            self.events.trial_started(trial_id, trial.number, params)
+            self.events.trial_started(TrialStart(trial_id, trial.number, params))
         return {**params, p.CONFIG_EXTRAS: {"number": trial.number}}
 
     def _claim(self, trial_id: str, trial: optuna.Trial) -> None:
@@ -151,7 +143,7 @@ class StudySearcher(Searcher):
         frozen = self.study.tell(trial, state=TrialState.FAIL)
         log.warning("trial %d not run: %s", trial.number, _text(why))
         if self.events is not None:
-            self.events.trial_finished(f"not-run-{trial.number}", frozen)
+            self.events.trial_finished(p.trial_end(f"not-run-{trial.number}", frozen))
 
     def _tell_infeasible(self, trial: optuna.Trial, violation: str) -> None:
         """Store a proposal that violates a constraint: pruned, with no value and no step (it
@@ -162,7 +154,7 @@ class StudySearcher(Searcher):
         trial.set_user_attr(p.TRIAL_LAST_STEP, 0)  # no step trained
         frozen = self.study.tell(trial, state=TrialState.PRUNED)
         if self.events is not None:
-            self.events.trial_finished(f"infeasible-{trial.number}", frozen)
+            self.events.trial_finished(p.trial_end(f"infeasible-{trial.number}", frozen))
         self.infeasible_in_a_row += 1
         if self.infeasible_in_a_row >= self.max_infeasible_in_a_row:
             shown = "; ".join(c.source for c in self.space.constraints)
@@ -210,7 +202,8 @@ class StudySearcher(Searcher):
             storage_id = self._storage_ids[trial_id]
             fail_interrupted(self.opened, storage_id, reason)
             if self.events is not None:
-                self.events.trial_finished(trial_id, self.opened.storage.get_trial(storage_id))
+                frozen = self.opened.storage.get_trial(storage_id)
+                self.events.trial_finished(p.trial_end(trial_id, frozen))
 
     # -- results -------------------------------------------------------------------------------
 
@@ -229,16 +222,17 @@ class StudySearcher(Searcher):
         self._last_step[trial_id] = step
         self._report(trial_id, result)
         if self.events is not None:
-            self.events.trial_result(trial_id, step, reported_metrics(result))
+            number = self._numbers[trial_id]
+            self.events.trial_result(TrialResult(trial_id, number, step, reported_metrics(result)))
 
     def _report(self, trial_id: str, result: dict[str, Any]) -> None:
         """The first objective's value at this step, as Optuna's intermediate value."""
         if self.space.is_multi_objective:
             return
-        value, step = result.get(self.space.metric_names[0]), result.get(p.STEP)
-        if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(step, int):
+        value, step = finite_number(result.get(self.space.metric_names[0])), result.get(p.STEP)
+        if value is not None and isinstance(step, int):
             storage_id = self._storage_ids[trial_id]
-            self.opened.storage.set_trial_intermediate_value(storage_id, step, float(value))
+            self.opened.storage.set_trial_intermediate_value(storage_id, step, value)
 
     def _set(self, trial_id: str, key: str, value: Any) -> None:
         self.opened.storage.set_trial_user_attr(self._storage_ids[trial_id], key, value)
@@ -298,13 +292,12 @@ class StudySearcher(Searcher):
             number, values if state == TrialState.COMPLETE else None, state=state
         )
         if self.events is not None:
-            self.events.trial_finished(trial_id, frozen)
+            self.events.trial_finished(p.trial_end(trial_id, frozen))
 
     def _values(self, result: dict[str, Any]) -> list[float] | None:
-        values = [result.get(name) for name in self.space.metric_names]
-        if all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
-            return [float(v) for v in values]  # type: ignore[arg-type]
-        return None
+        values = [finite_number(result.get(name)) for name in self.space.metric_names]
+        finite = [v for v in values if v is not None]
+        return finite if len(finite) == len(values) else None
 
     # -- state ---------------------------------------------------------------------------------
 

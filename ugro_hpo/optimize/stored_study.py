@@ -19,6 +19,7 @@ from ugro_hpo.security.limits import check_data, load_json
 from ugro_hpo.security.redaction import redact_url
 from ugro_hpo.security.stored_objective import check_objective
 from ugro_hpo.space import SearchSpace, parse_search_space
+from ugro_hpo.validation import stored_whole_number
 
 
 @dataclass
@@ -155,12 +156,7 @@ def _stored_mapping(value: Any, label: str) -> dict[str, Any]:
 def _stored_count(value: Any, default: int, where: str) -> int:
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10**7:
-        raise ConfigError(
-            f"{where}: stored n_trials {str(value)[:40]!r} is not a whole number between 1 and "
-            "10,000,000; the study database may have been altered"
-        )
-    return value
+    return stored_whole_number(value, where, "n_trials", 1)
 
 
 def _plain_text(value: Any) -> str:

@@ -23,8 +23,8 @@ from ugro_hpo.space.search_space import (
     Parameter,
     SearchSpace,
 )
+from ugro_hpo.validation import direction, is_metric_name
 
-DIRECTIONS = {"minimize": "minimize", "min": "minimize", "maximize": "maximize", "max": "maximize"}
 NO_PARAMETERS = "no_parameters"
 """Metadata flag of a space with no parameters (every trial runs the same configuration)."""
 _TOP_LEVEL_KEYS = {"parameters", "constraints", "objectives", "metadata"}
@@ -263,15 +263,15 @@ def _parse_objectives(raw: Any, fail: Any) -> list[Goal]:
         if unknown:
             raise fail(f"objective has unknown key(s) {sorted(map(str, unknown))}")
         name = entry.get("name")
-        if not isinstance(name, str) or not name.replace("_", "").replace("/", "").isalnum():
+        if not is_metric_name(name):
             raise fail(f"objective name must be a metric name like 'eval_loss', got {name!r}")
-        direction = DIRECTIONS.get(str(entry.get("direction", "minimize")).lower())
-        if direction is None:
+        goal = direction(entry.get("direction", "minimize"))
+        if goal is None:
             raise fail(f"objective {name!r}: direction must be minimize or maximize")
         weight = entry.get("weight", 1.0)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
             raise fail(f"objective {name!r}: weight must be a positive number")
-        objectives.append(Goal(name=name, direction=direction, weight=float(weight)))
+        objectives.append(Goal(name=name, direction=goal, weight=float(weight)))
     if len({o.name for o in objectives}) != len(objectives):
         raise fail("objectives name the same metric twice")
     return objectives

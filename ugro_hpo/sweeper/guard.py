@@ -14,9 +14,8 @@ The launcher asks ``tripped`` to end Ray Tune's run; ``reason`` and ``exit_code`
 
 from __future__ import annotations
 
-from typing import Any
-
 from ugro_hpo.optimize import protocol as p
+from ugro_hpo.trial_events import TrialEnd, TrialResult, TrialStart
 
 UNUSABLE_RETURN = "UnusableReturn:"
 """How the error of a trial whose task function returned nothing usable begins (`job`)."""
@@ -25,7 +24,7 @@ FAILURES_EXIT_CODE = 3
 
 
 class SweepGuard:
-    """Listens to the searcher's trial events (started, result, finished)."""
+    """Listens to the trial events (started, result, finished; see `ugro_hpo.trial_events`)."""
 
     def __init__(self, max_failure_rate: float, n_jobs: int, n_trials: int,
                  scheduler_metric: str | None = None, scheduler: str = "",
@@ -47,30 +46,30 @@ class SweepGuard:
     def tripped(self) -> bool:
         return self.reason is not None
 
-    def trial_started(self, trial_id: str, number: int, params: dict[str, Any]) -> None:
-        self.started.add(trial_id)
+    def trial_started(self, start: TrialStart) -> None:
+        self.started.add(start.trial_id)
 
-    def trial_result(self, trial_id: str, step: int, metrics: dict[str, float]) -> None:
-        if trial_id in self.reported or self.tripped:
+    def trial_result(self, result: TrialResult) -> None:
+        if result.trial_id in self.reported or self.tripped:
             return
-        self.reported.add(trial_id)
+        self.reported.add(result.trial_id)
         watched = self.scheduler_metric
-        if watched is not None and watched not in metrics:
-            self.reason = missing_metric_message(self.scheduler, watched, sorted(metrics))
+        if watched is not None and watched not in result.metrics:
+            self.reason = missing_metric_message(self.scheduler, watched, sorted(result.metrics))
             self.exit_code = 2
 
-    def trial_finished(self, trial_id: str, frozen: Any) -> None:
-        if trial_id not in self.started or self.tripped:
+    def trial_finished(self, end: TrialEnd) -> None:
+        if end.trial_id not in self.started or self.tripped:
             return
-        outcome = p.outcome_of(frozen)
-        error = str(frozen.user_attrs.get(p.TRIAL_ERROR) or "no error recorded")
+        outcome = end.state
+        error = str(end.error or "no error recorded")
         # A return value the study cannot use fails the trial, but it is no failure of the
         # app: the Optuna sweeper does not count it either.
         failed = outcome == p.Outcome.FAILED and not error.startswith(UNUSABLE_RETURN)
         self.ended += 1
         if failed:
             self.failed += 1
-            self.errors.append(f"trial {frozen.number}: {error}")
+            self.errors.append(f"trial {end.number}: {error}")
         elif outcome in p.RAN:
             self.left = max(1, self.left - 1)
         if self.failed / self.group_size > self.rate:

@@ -26,6 +26,7 @@ from fractions import Fraction
 from typing import Any
 
 from ugro_hpo.errors import ConfigError
+from ugro_hpo.validation import GOALS
 
 OBJECTIVE = "objective"
 """The metric name of a task function's return value when ``metric`` is not set."""
@@ -199,7 +200,7 @@ def _deprecated_distribution(name: str, spec: Any) -> dict[str, Any]:
 def objectives(direction: Any, metric: Any) -> list[dict[str, str]]:
     """One objective per direction, named by ``metric`` (a name or a list of names)."""
     directions = [direction] if isinstance(direction, str) else list(direction or ["minimize"])
-    if not directions or not all(d in ("minimize", "maximize") for d in map(str, directions)):
+    if not directions or not all(d in GOALS for d in map(str, directions)):
         raise ConfigError(
             f"hydra.sweeper.direction: {direction!r}; use minimize, maximize, or a list of them"
         )

@@ -1,9 +1,14 @@
-"""The hub that tells every tracker the same events, safely.
+"""The hub: the one place that tells every listener of a study the same trial events.
 
-The hub calls each tracker in turn and contains its failures: a tracker that cannot be reached
-at the start stops the run (or, when ``tracking.required=false``, is skipped with a warning);
-one that fails mid-study is paused for a while and the study goes on. Every miss is counted and
-ends up in the summary, so nothing is lost silently.
+The searcher tells the hub each trial's start, results and ending (`ugro_hpo.trial_events`);
+the hub tells the driver's own listeners (progress, the failure streak, an objective's guard)
+and then each tracker. A driver listener's failure is a bug and propagates; a tracker's is
+contained: one that cannot be reached at the start stops the run (or, when
+``tracking.required=false``, is skipped with a warning); one that fails mid-study is paused
+for a while and the study goes on. Every miss is counted and ends up in the summary, so
+nothing is lost silently. A proposal that never became a Ray trial (it violated a
+constraint) still gets a tracker run, opened and closed at once with the violated
+constraint, so the tracking UI shows where the sampler went.
 """
 
 from __future__ import annotations
@@ -14,15 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ugro_hpo.tracking.tracker import (
-    StudyInfo,
-    Tracker,
-    TrackerUnavailable,
-    TrialEnd,
-    TrialStart,
-)
+from ugro_hpo.tracking.tracker import StudyInfo, Tracker, TrackerUnavailable
+from ugro_hpo.trial_events import TrialEnd, TrialListener, TrialResult, TrialStart
 
-__all__ = ["StudyInfo", "Tracker", "TrackerUnavailable", "Trackers", "TrialEnd", "TrialStart"]
+__all__ = ["StudyInfo", "Tracker", "TrackerUnavailable", "Trackers"]
 
 log = logging.getLogger(__name__)
 COOLDOWN_S = 30.0
@@ -41,11 +41,18 @@ class _Health:
 
 
 class Trackers:
-    """Calls every tracker for each event, containing and recording their failures."""
+    """Tells every listener and tracker each event, containing and recording the trackers'
+    failures."""
 
-    def __init__(self, trackers: list[Tracker], required: bool = True) -> None:
+    def __init__(
+        self,
+        trackers: list[Tracker],
+        required: bool = True,
+        listeners: list[TrialListener] | None = None,
+    ) -> None:
         self.trackers = trackers
         self.required = required
+        self.listeners = list(listeners or [])
         self.health = {t.name: _Health() for t in trackers}
         self._numbers: dict[str, int] = {}
         self.messages: list[str] = []
@@ -75,7 +82,17 @@ class Trackers:
         for tracker in self._live():
             self._call(tracker, "study_started", tracker.study_started, info)
 
+    def listen(self, *listeners: TrialListener) -> None:
+        """Add driver listeners (told each trial event before the trackers, in this order)."""
+        self.listeners += listeners
+
     def trial_started(self, start: TrialStart) -> None:
+        for listener in self.listeners:
+            listener.trial_started(start)
+        self._open(start)
+
+    def _open(self, start: TrialStart) -> None:
+        """Each ready tracker opens the trial's run; the runs are linked to each other."""
         self._numbers[start.trial_id] = start.number
         ids: dict[str, str] = {}
         for tracker in self.trackers:
@@ -96,20 +113,17 @@ class Trackers:
                 if start.trial_id in self.health[tracker.name].trials:
                     self._call(tracker, "link", tracker.link, start.trial_id, ids)
 
-    def trial_result(self, trial_id: str, step: int, metrics: dict[str, float]) -> None:
-        number = self._numbers.get(trial_id)
-        for tracker in self._with_trial(trial_id):
-            self._call(
-                tracker,
-                "trial_result",
-                tracker.trial_result,
-                trial_id,
-                step,
-                metrics,
-                number=number,
-            )
+    def trial_result(self, result: TrialResult) -> None:
+        for listener in self.listeners:
+            listener.trial_result(result)
+        for tracker in self._with_trial(result.trial_id):
+            self._call(tracker, "trial_result", tracker.trial_result, result, number=result.number)
 
     def trial_finished(self, end: TrialEnd) -> None:
+        for listener in self.listeners:
+            listener.trial_finished(end)
+        if end.state == "infeasible" and end.trial_id not in self._numbers:
+            self._open(TrialStart(end.trial_id, end.number, dict(end.params)))
         for tracker in self._with_trial(end.trial_id):
             self._call(tracker, "trial_finished", tracker.trial_finished, end, number=end.number)
             self.health[tracker.name].trials.discard(end.trial_id)

@@ -20,7 +20,8 @@ from typing import Any
 from ugro_hpo.names import check_mlflow_experiment
 from ugro_hpo.optimize import protocol as p
 from ugro_hpo.security.redaction import redact_data, redact_text, redact_url
-from ugro_hpo.tracking.tracker import StudyInfo, Tracker, TrialEnd, TrialStart
+from ugro_hpo.tracking.tracker import StudyInfo, Tracker
+from ugro_hpo.trial_events import TrialEnd, TrialResult, TrialStart
 
 # A tracking server that stops answering must not stall a study for minutes of retries, and
 # our summary says where the runs are (MLflow would print two links per finished run).
@@ -257,9 +258,10 @@ class MlflowTracker(Tracker):
             if name != self.name:
                 self.client.set_tag(self.runs[trial_id], f"ugro.{name}_run_id", run_id)
 
-    def trial_result(self, trial_id: str, step: int, metrics: dict[str, float]) -> None:
+    def trial_result(self, result: TrialResult) -> None:
         self.client.log_batch(
-            self.runs[trial_id], metrics=[_metric(k, v, step) for k, v in metrics.items()]
+            self.runs[result.trial_id],
+            metrics=[_metric(k, v, result.step) for k, v in result.metrics.items()],
         )
 
     def trial_finished(self, end: TrialEnd) -> None:

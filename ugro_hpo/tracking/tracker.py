@@ -1,16 +1,17 @@
-"""What a tracker is: the events it is told about a study (it starts, a trial starts, reports,
-finishes, the study finishes) and the methods that receive them. Trackers import their
+"""What a tracker is: a listener of the trial events (`ugro_hpo.trial_events`) that also hears
+of the study (it starts, it finishes) and connects to a backend first. Trackers import their
 libraries only when they connect; the hub (`hub.Trackers`) calls them and contains failures.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ugro_hpo.errors import UserError
+from ugro_hpo.trial_events import TrialEnd, TrialResult, TrialStart
 
 
 class TrackerUnavailable(UserError):
@@ -36,26 +37,8 @@ class StudyInfo:
     study: Any  # the optuna.Study, for attributes that must survive a resume
 
 
-@dataclass
-class TrialStart:
-    trial_id: str
-    number: int
-    params: dict[str, Any]
-
-
-@dataclass
-class TrialEnd:
-    trial_id: str
-    number: int
-    state: str  # complete | pruned | infeasible | failed
-    metrics: dict[str, float] = field(default_factory=dict)
-    violation: str | None = None
-    error: str | None = None
-    last_step: int | None = None
-
-
 class Tracker(ABC):
-    """One tracking backend. Methods may raise; the hub contains the failure."""
+    """One tracking backend, a `TrialListener`. Methods may raise; the hub contains the failure."""
 
     name = "tracker"
 
@@ -75,7 +58,7 @@ class Tracker(ABC):
         return None
 
     @abstractmethod
-    def trial_result(self, trial_id: str, step: int, metrics: dict[str, float]) -> None: ...
+    def trial_result(self, result: TrialResult) -> None: ...
 
     @abstractmethod
     def trial_finished(self, end: TrialEnd) -> None: ...

@@ -25,7 +25,8 @@ from ugro_hpo.errors import ConfigError
 from ugro_hpo.names import check_wandb_entity, check_wandb_project
 from ugro_hpo.security.keys import wandb_api_key
 from ugro_hpo.security.redaction import redact_data, redact_text
-from ugro_hpo.tracking.tracker import StudyInfo, Tracker, TrialEnd, TrialStart
+from ugro_hpo.tracking.tracker import StudyInfo, Tracker
+from ugro_hpo.trial_events import TrialEnd, TrialResult, TrialStart
 
 log = logging.getLogger(__name__)
 MODES = {
@@ -169,8 +170,8 @@ class WandbTracker(Tracker):
         others = {f"{name}_run_id": run_id for name, run_id in run_ids.items() if name != self.name}
         self.runs[trial_id].config.update(others, allow_val_change=True)
 
-    def trial_result(self, trial_id: str, step: int, metrics: dict[str, float]) -> None:
-        self.runs[trial_id].log(metrics, step=step)
+    def trial_result(self, result: TrialResult) -> None:
+        self.runs[result.trial_id].log(result.metrics, step=result.step)
 
     def trial_finished(self, end: TrialEnd) -> None:
         run = self.runs.pop(end.trial_id)
