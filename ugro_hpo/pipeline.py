@@ -31,7 +31,7 @@ class StudyResult:
     """What a run did: the plan, its status, and (unless nothing ran) the summary and records.
 
     ``status`` is ``dry_run``, ``nothing_to_run``, or the summary's status (``complete``,
-    ``interrupted``, ``stopped``, ``time_budget``, ``incomplete``).
+    ``interrupted``, ``stopped``, ``budget``, ``time_budget``, ``incomplete``).
     """
 
     plan: Plan
@@ -269,7 +269,7 @@ def finish(
 
 
 def _status(ran: int, n_trials: int, outcome: Any) -> str:
-    """complete, or why not: interrupted, stopped (failures), time_budget, incomplete."""
+    """complete, or why not: interrupted, stopped (failures), budget, time_budget, incomplete."""
     if ran >= n_trials:
         return "complete"
     if outcome is not None and outcome.status != "complete":

@@ -48,6 +48,7 @@ class Plan:
     report: bool
     warm_start: tuple[tuple[str, str], ...]  # earlier studies (name, storage URL) to start from
     warm_start_trials: int
+    budget_steps: int | None  # budget.steps: training steps over the study (None: no limit)
     config: dict[str, Any] = field(repr=False)
     sampler_reason: str = ""  # why search=auto chose its sampler (empty for other searches)
     scheduler_reason: str = ""  # what scheduler=auto chose (empty for other schedulers)

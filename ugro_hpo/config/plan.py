@@ -139,6 +139,9 @@ def plan_and_parts(cfg: Any, run_dir: str | Path, objective: Any = None) -> tupl
         report=bool(data["report"]),
         warm_start=_warm_start(data["warm_start"], storage, study_name),
         warm_start_trials=_integer(data, "warm_start_trials", minimum=1, maximum=10_000),
+        budget_steps=None
+        if data["budget"]["steps"] is None
+        else whole_number(data["budget"]["steps"], "budget.steps", 1),
         config=data,
         uses_gpu=bool(getattr(checked_objective, "uses_gpu", False)),
         gpu_only=getattr(checked_objective, "gpu_only", None),
@@ -331,7 +334,8 @@ def describe(plan: Plan) -> str:
             else []
         ),
         f"limits       max_failures {plan.max_failures}, max_consecutive_failures "
-        f"{plan.max_consecutive_failures}, trial_timeout_s {plan.trial_timeout_s}, time_budget_s {plan.time_budget_s}",
+        f"{plan.max_consecutive_failures}, trial_timeout_s {plan.trial_timeout_s}, time_budget_s {plan.time_budget_s}"
+        + (f", budget.steps {plan.budget_steps}" if plan.budget_steps is not None else ""),
     ]
     lines += describe_runtime_env(plan.ray_runtime_env)
     return "\n".join(lines)

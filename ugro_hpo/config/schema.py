@@ -91,6 +91,15 @@ class WandbSettings:
 
 
 @dataclass
+class BudgetSettings:
+    steps: int | None = setting(
+        None,
+        "training steps over the whole study (every trial's reported steps, earlier runs' too); "
+        "once spent no trial starts and running ones stop (null: no limit)",
+    )
+
+
+@dataclass
 class AppSettings:
     study_name: str = setting("ugro-demo", "the study's name in the storage and in outputs/")
     n_trials: int = setting(
@@ -144,6 +153,7 @@ class AppSettings:
         "refused on a shared database (postgresql://...) unless set, for one only you write to",
     )
     verbose: int = setting(0, "0: our progress only; 1: our debug logs; 2+: Ray Tune's tables too")
+    budget: BudgetSettings = section(BudgetSettings, "what the study may spend, besides n_trials")
     ray: RaySettings = section(RaySettings, "the Ray instance the trials run on")
     resources: ResourcesSettings = section(ResourcesSettings, "what each trial gets")
     mlflow: MlflowSettings = section(MlflowSettings, "tracking=mlflow|dual")

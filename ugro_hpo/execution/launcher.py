@@ -81,7 +81,8 @@ def stop_ray() -> None:
 
 @dataclass
 class StudyEnding:
-    """How the trials ended: ``complete``, ``interrupted``, ``stopped`` or ``time_budget``."""
+    """How the trials ended: ``complete``, ``interrupted``, ``stopped``, ``budget`` (budget.steps)
+    or ``time_budget``."""
 
     status: str
     reason: str | None = None
@@ -115,6 +116,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
     from ugro_hpo.execution.lost_trials import GuardedSearch
     from ugro_hpo.execution.progress import Progress
     from ugro_hpo.execution.run_control import FailureStreak, Heartbeat, InterruptWatch, RunStopper
+    from ugro_hpo.execution.step_budget import StepBudget
     from ugro_hpo.execution.trainable import run_trial
     from ugro_hpo.optimize.searcher import StudySearcher
     from ugro_hpo.optimize.storage import HEARTBEAT_S, sampler_seed_offset
@@ -137,7 +139,9 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
         existing=opened.trials(),
         interval_s=plan.progress_interval_s,
     )
-    components.trackers.listen(_StreakListener(streak, set()), progress, *guards)
+    budget = StepBudget(plan.budget_steps, opened.trials())
+    progress.budget = budget if plan.budget_steps is not None else None
+    components.trackers.listen(_StreakListener(streak, set()), budget, progress, *guards)
     seed_offset = sampler_seed_offset(plan.storage, opened.existing_trials)
     opened.study = optuna.load_study(study_name=plan.study_name, storage=opened.storage,
                                      sampler=build_sampler(plan, seed_offset=seed_offset))  # fmt: skip
@@ -151,6 +155,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
             streak.tripped
             or watch.interrupted.is_set()
             or time.time() > deadline
+            or budget.tripped
             or any(g.tripped for g in guards)
         ),
         trial_logs=str(plan.ray_dir / experiment),
@@ -179,7 +184,8 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
             or watch.interrupted.is_set()
             or searcher.unsatisfiable is not None
             or any(g.tripped for g in guards)
-        )
+        ),
+        stop_trials=lambda: budget.tripped,
     )
     # What Tune builds from a Searcher and max_concurrent_trials, built here so that a trial
     # Tune drops is reported through the limiter like every other ending (see lost_trials).
@@ -214,6 +220,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
         guards=guards,
         streak=streak,
         unsatisfiable=searcher.unsatisfiable,
+        budget=budget,
         time_budget_s=plan.time_budget_s,
         elapsed_s=time.time() - started,
     )
@@ -229,11 +236,13 @@ def study_ending(
     guards: list[Any],
     streak: Any,
     unsatisfiable: str | None,
+    budget: Any = None,
     time_budget_s: float | None,
     elapsed_s: float,
 ) -> StudyEnding:
     """Why Tune's run ended, first cause first: a signal, an objective's guard, the failure
-    streak, constraints that look unsatisfiable, the time budget; otherwise ``n_trials`` ran."""
+    streak, constraints that look unsatisfiable, the step budget, the time budget; otherwise
+    ``n_trials`` ran."""
     if interrupted:
         return StudyEnding("interrupted", "interrupted by a signal")
     if any(g.tripped for g in guards):
@@ -242,6 +251,8 @@ def study_ending(
         return StudyEnding("stopped", streak.reason())
     if unsatisfiable:
         return StudyEnding("stopped", unsatisfiable)
+    if budget is not None and budget.tripped:
+        return StudyEnding("budget", budget.reason())
     if time_budget_s and elapsed_s >= time_budget_s:
         return StudyEnding("time_budget", f"time_budget_s={time_budget_s:g} reached")
     return StudyEnding("complete")

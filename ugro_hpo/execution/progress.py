@@ -62,6 +62,7 @@ class Progress:
         self.finished_here = 0
         self.started = clock()
         self.interval_s = interval_s
+        self.budget: Any = None  # a `StepBudget` when budget.steps is set: shown in the line
         self.stream = stream or sys.stderr
         self.terminal = bool(getattr(self.stream, "isatty", lambda: False)())
         self._last_render = 0.0
@@ -117,6 +118,8 @@ class Progress:
         ]
         if self.best is not None:
             parts.append(f"best {self.metric} {self.best[0]:.4g} (trial {self.best[1]})")
+        if self.budget is not None:
+            parts.append(self.budget.describe())
         elapsed = self.clock() - self.started
         parts.append(f"{clock(elapsed)} elapsed")
         remaining = max(self.n_trials - self.done, 0)

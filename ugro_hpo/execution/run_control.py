@@ -103,14 +103,18 @@ def leave_now() -> None:
 
 class RunStopper(Stopper):
     """Ray Tune's stopper: ends the whole run when ``should_stop()`` says so (checked after
-    every step of Tune's loop). Pickles to nothing: it holds live objects and is never
+    every step of Tune's loop), and each running trial at its next report once
+    ``stop_trials()`` does (the trial ends as a scheduler's stop ends it, keeping what it
+    reported: a spent step budget). Pickles to nothing: it holds live objects and is never
     restored from Ray's experiment state."""
 
-    def __init__(self, should_stop: Callable[[], bool]) -> None:
+    def __init__(self, should_stop: Callable[[], bool],
+                 stop_trials: Callable[[], bool] = lambda: False) -> None:  # fmt: skip
         self.should_stop = should_stop
+        self.stop_trials = stop_trials
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        return False
+        return bool(self.stop_trials())
 
     def stop_all(self) -> bool:
         return bool(self.should_stop())
