@@ -46,6 +46,9 @@ def _fallbacks(tree: ast.AST) -> list[str]:
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
             and node.func.attr == "get"
+            # A trial's resource mapping, as Ray hands it over, leaves out what it was not
+            # given: an absent "gpu" is none, a fact of the mapping, not a config default.
+            and not (isinstance(node.func.value, ast.Name) and node.func.value.id == "resources")
             and len(node.args) == 2
             and isinstance(node.args[0], ast.Constant)
             and node.args[0].value in LEAVES

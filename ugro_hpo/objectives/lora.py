@@ -118,7 +118,7 @@ class LoraObjective(Objective):
         trial. Instruction and chat data are tokenised here too, so a missing template, a
         model that cannot pack, or a split left empty by truncation is one line now, and the
         counts of truncated and dropped examples are said once."""
-        self.model.prepare(gpu=float(resources["gpu"]))
+        self.model.prepare(gpu=float(resources.get("gpu", 0)))
         self.dataset.check()
         if not self.dataset.supervised:
             return
@@ -189,9 +189,9 @@ def trial_device(resources: Mapping[str, float]) -> str:
     sharing a card cannot starve each other."""
     import torch
 
-    gpu = float(resources["gpu"])
+    gpu = float(resources.get("gpu", 0))
     if gpu <= 0:
-        torch.set_num_threads(max(1, int(resources["cpu"])))
+        torch.set_num_threads(max(1, int(resources.get("cpu", 1))))
         return "cpu"
     if not torch.cuda.is_available():
         raise RuntimeError(
