@@ -49,6 +49,7 @@ class TrialEnd(TrialEvent):
     last_step: int | None = None
     values: tuple[float, ...] = ()  # the objectives' final values, for a complete trial
     params: dict[str, Any] = field(default_factory=dict)
+    rung: int | None = None  # the highest rung of the scheduler it reached (None: no rungs)
 
 
 class TrialListener(Protocol):

@@ -160,3 +160,15 @@ def test_a_proposal_that_never_ran_gets_a_tracker_run_but_no_start_for_the_liste
     assert log == [("listener", "trial_finished", "infeasible"),
                    ("listener", "trial_finished", "failed")]  # fmt: skip
     assert a.events[1:] == [("trial_started", 3), ("trial_finished", "infeasible")]
+
+
+def test_the_hub_tells_the_trackers_the_rung_each_trial_reached() -> None:
+    heard: list[TrialEnd] = []
+    recording = Recording("r")
+    recording.trial_finished = heard.append  # type: ignore[method-assign]
+    trackers = Trackers([recording])
+    trackers.rungs = [1, 2, 4, 8]
+    for number, last in enumerate((1, 3, 8, 0)):
+        trackers.trial_started(TrialStart(f"t{number}", number, {}))
+        trackers.trial_finished(TrialEnd(f"t{number}", number, "pruned", last_step=last))
+    assert [(e.last_step, e.rung) for e in heard] == [(1, 1), (3, 2), (8, 8), (0, None)]

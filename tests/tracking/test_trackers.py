@@ -329,3 +329,31 @@ def test_every_wandb_run_is_finished_under_multirun(tmp_path: Path, ray_address:
     assert {r.group for r in runs} == {"wbmulti-search-tpe", "wbmulti-search-random"}
     assert all(r.exit_code is not None for r in runs)
     assert "wandb sync" in result.stdout
+
+
+@pytest.mark.slow
+def test_each_trial_s_last_step_and_rung_reach_mlflow_and_wandb(
+    study, mlflow_server, space_file, tmp_path: Path
+) -> None:
+    result = study(*overrides(space_file, "rungs-tracked", n_trials="8", max_steps="8",
+                              scheduler="asha"), "tracking=dual", "scheduler.grace_period=1",
+                   "scheduler.reduction_factor=2",
+                   f"mlflow.tracking_uri={mlflow_server.uri}", "mlflow.experiment_name=ugro-tests",
+                   "wandb.project=ugro-tests", "wandb.mode=offline")  # fmt: skip
+    rung_of = {1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 4, 8: 8}  # rungs 1, 2, 4, 8
+    _, _, children = mlflow_runs(mlflow_server.uri, "ugro-tests", "rungs-tracked")
+    mlflow_by_number = {int(c.data.tags["ugro.trial_number"]): c for c in children}
+    wandb_by_number = {
+        r.config["trial_number"]: r for r in read_runs(tmp_path / "outputs" / "wandb")
+    }
+    ran = [r for r in result.records if r.state in ("complete", "pruned")]
+    assert ran
+    for record in ran:
+        tags = mlflow_by_number[record.number].data.tags
+        assert tags["ugro.last_step"] == str(record.last_step)
+        assert tags["ugro.rung"] == str(rung_of[record.last_step])
+        summary = wandb_by_number[record.number].summary
+        assert (summary["last_step"], summary["rung"]) == (
+            record.last_step,
+            rung_of[record.last_step],
+        )

@@ -118,6 +118,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
     from ugro_hpo.execution.run_control import FailureStreak, Heartbeat, InterruptWatch, RunStopper
     from ugro_hpo.execution.step_budget import StepBudget
     from ugro_hpo.execution.trainable import run_trial
+    from ugro_hpo.optimize.rung_steps import milestones
     from ugro_hpo.optimize.searcher import StudySearcher
     from ugro_hpo.optimize.storage import HEARTBEAT_S, sampler_seed_offset
     from ugro_hpo.security.digests import SecretDigests
@@ -142,6 +143,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
     budget = StepBudget(plan.budget_steps, opened.trials())
     progress.budget = budget if plan.budget_steps is not None else None
     components.trackers.listen(_StreakListener(streak, set()), budget, progress, *guards)
+    components.trackers.rungs = milestones(plan.scheduler, plan.max_steps)
     seed_offset = sampler_seed_offset(plan.storage, opened.existing_trials)
     opened.study = optuna.load_study(study_name=plan.study_name, storage=opened.storage,
                                      sampler=build_sampler(plan, seed_offset=seed_offset))  # fmt: skip

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ class Trackers:
         self.health = {t.name: _Health() for t in trackers}
         self._numbers: dict[str, int] = {}
         self.messages: list[str] = []
+        self.rungs: list[int] = []  # the scheduler's rungs (`optimize.rung_steps`), if it has them
 
     def __bool__(self) -> bool:
         return bool(self.trackers)
@@ -120,6 +121,9 @@ class Trackers:
             self._call(tracker, "trial_result", tracker.trial_result, result, number=result.number)
 
     def trial_finished(self, end: TrialEnd) -> None:
+        if self.rungs and end.last_step:
+            reached = [r for r in self.rungs if r <= end.last_step]
+            end = replace(end, rung=reached[-1] if reached else None)
         for listener in self.listeners:
             listener.trial_finished(end)
         if end.state == "infeasible" and end.trial_id not in self._numbers:

@@ -269,6 +269,10 @@ class MlflowTracker(Tracker):
 
         run_id = self.runs.pop(end.trial_id)
         tags = [RunTag("ugro.state", end.state)]
+        if end.last_step is not None:
+            tags.append(RunTag("ugro.last_step", str(end.last_step)))
+        if end.rung is not None:
+            tags.append(RunTag("ugro.rung", str(end.rung)))
         metrics = []
         if end.violation:
             tags.append(RunTag("ugro.violated_constraint", redact_text(end.violation)[:MAX_TAG]))

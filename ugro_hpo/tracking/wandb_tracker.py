@@ -180,6 +180,10 @@ class WandbTracker(Tracker):
                 "state": end.state,
                 **{f"final_{k}": v for k, v in end.metrics.items()},
             }
+            if end.last_step is not None:
+                summary["last_step"] = end.last_step
+            if end.rung is not None:
+                summary["rung"] = end.rung
             if end.violation:
                 run.tags = (*run.tags, "constraint_violation")
                 run.log({"constraint_violation": 1.0}, step=max(end.last_step or 0, 0))
