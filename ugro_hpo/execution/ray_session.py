@@ -24,23 +24,17 @@ RAY_ENV = {
     "TUNE_DISABLE_SIGINT_HANDLER": "1",
 }
 HUB_OFFLINE = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
-# Ray loggers that speak of things we handle ourselves (result files we do not write, the
-# local cluster's default token).
-_QUIET_LOGGERS = (
-    "ray.tune.analysis.experiment_analysis",
-    "ray._private.authentication.authentication_token_setup",
-    "ray.tune.tune",
-)
 
 
 def ensure_ray(plan: Plan) -> None:
     """Start a local Ray, or join ``ray.address``; a Ray already running in-process is reused."""
     import ray
 
+    from ugro_hpo.execution.ray_compat import quiet_ray_loggers
+
     for key, value in RAY_ENV.items():
         os.environ.setdefault(key, value)
-    for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_ray_loggers()
     if ray.is_initialized():
         return
     options: dict[str, Any] = {

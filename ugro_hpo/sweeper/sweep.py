@@ -79,10 +79,9 @@ class HydraSweep:
             raise SystemExit(INTERRUPTED_EXIT_CODE) from None
 
     def _sweep(self, arguments: list[str]) -> None:
-        from hydra.core.singleton import Singleton
-
         from ugro_hpo.config.plan import build_plan
         from ugro_hpo.pipeline import run
+        from ugro_hpo.sweeper import hydra_compat
         from ugro_hpo.sweeper import settings as st
         from ugro_hpo.sweeper.console import forward_worker_output
         from ugro_hpo.sweeper.guard import SweepGuard
@@ -92,7 +91,7 @@ class HydraSweep:
         s = self.settings
         begin_sweep(s, self.config)  # secrets registered, credentials refused: before all else
         st.check_settings(s)
-        hydra_state = Singleton.get_state()  # the app's, for the trials' workers
+        hydra_state = hydra_compat.hydra_state()  # the app's, for the trials' workers
         configure = self._custom_search_space()
         space, space_data = self._space(arguments)
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
