@@ -338,5 +338,5 @@ def test_a_subpackage_per_concept_and_no_catch_all_module() -> None:
                         "security", "cli", "lora"}  # fmt: skip
     assert not list(PACKAGE.rglob("utils.py"))
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
-    assert top == ["__init__.py", "__main__.py", "components.py", "errors.py", "lazy.py", "names.py",
-                   "pipeline.py", "study_plan.py"]  # fmt: skip
+    assert top == ["__init__.py", "__main__.py", "components.py", "errors.py", "names.py",
+                   "pipeline.py", "process_policy.py", "study_plan.py"]  # fmt: skip

@@ -7,7 +7,8 @@ Ray 2.60 marks the new trial ERROR without calling its search algorithm. The stu
 wait forever: the searcher holds the trial as running and so has no budget to suggest another,
 and Tune, with nothing running, waits for a suggestion.
 
-Two defences: trial workers wait far longer for the old function (`HANDOVER_S`), and the search
+Two defences: trial workers wait far longer for the old function
+(`process_policy.HANDOVER_S`), and the search
 algorithm Tune is given (`ray_compat.GuardedSearch`, which overrides a Tune method that is not
 an extension point) reports any trial it made that Tune has marked ERROR
 without a word as failed, before each request for a new trial. (A Tune callback could do the
@@ -17,10 +18,8 @@ about 2 s of every study's start.)
 
 from __future__ import annotations
 
-import os
+from ugro_hpo.process_policy import HANDOVER_ENV, TRIAL_WORKER_ENV, set_defaults
 
-HANDOVER_ENV = "TUNE_FUNCTION_THREAD_TIMEOUT_S"  # documented in Ray Tune's environment variables
-HANDOVER_S = 120
 LOST = (
     "Ray Tune ended this trial before it started: the worker it was given was still ending "
     f"the previous trial after {HANDOVER_ENV} seconds"
@@ -28,6 +27,7 @@ LOST = (
 
 
 def allow_slow_handover() -> None:
-    """In a trial's worker: let the next trial wait up to `HANDOVER_S` for this one to end
-    (a user's own setting wins). Tune reads the variable in the worker when it hands it over."""
-    os.environ.setdefault(HANDOVER_ENV, str(HANDOVER_S))
+    """In a trial's worker: let the next trial wait up to `process_policy.HANDOVER_S` for this one
+    to end
+        (a user's own setting wins). Tune reads the variable in the worker when it hands it over."""
+    set_defaults(TRIAL_WORKER_ENV)

@@ -9,20 +9,9 @@ import socket
 from typing import Any
 
 from ugro_hpo.errors import UserError
+from ugro_hpo.process_policy import RAY_DRIVER_ENV, set_defaults
 from ugro_hpo.study_plan import Plan
 
-RAY_ENV = {
-    # Our trainable reports its own outcome keys and checks metrics itself (trainable.Reporter).
-    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
-    "RAY_AIR_NEW_OUTPUT": "0",
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
-    "RAY_DEDUP_LOGS": "1",
-    # Trials keep the driver's working directory, so relative paths in a config still resolve.
-    "RAY_CHDIR_TO_TRIAL_DIR": "0",
-    # Ray Tune's own Ctrl-C handler stays off: run_control.InterruptWatch stops the run
-    # through the stopper.
-    "TUNE_DISABLE_SIGINT_HANDLER": "1",
-}
 HUB_OFFLINE = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
@@ -32,8 +21,7 @@ def ensure_ray(plan: Plan) -> None:
 
     from ugro_hpo.execution.ray_compat import quiet_ray_loggers
 
-    for key, value in RAY_ENV.items():
-        os.environ.setdefault(key, value)
+    set_defaults(RAY_DRIVER_ENV)
     quiet_ray_loggers()
     if ray.is_initialized():
         return
