@@ -9,12 +9,13 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from conftest import REPO
 
 from ugro_hpo import process_policy as policy
-from ugro_hpo.process_policy import Ahead
+from ugro_hpo.process_policy import Ahead, import_quietly
 
 TEARDOWN_PROBE = """
 import atexit, gc, sys
@@ -118,11 +119,77 @@ def test_work_ahead_hands_over_its_result_or_its_error() -> None:
         Ahead(fails).result()
 
 
+def test_imports_ahead_imports_the_shared_packages_before_its_thread_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "policy_first.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seen: list[bool] = []
+    policy.imports_ahead(lambda: seen.append("policy_first" in sys.modules),
+                         first=["policy_first"]).result()  # fmt: skip
+    assert seen == [True] and all(name in sys.modules for name in policy.IMPORTED_FIRST)
+    monkeypatch.delitem(sys.modules, "policy_first")
+
+
+def test_quiet_imports_go_on_past_a_module_that_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "ahead_broken.py").write_text("raise ImportError('broken on purpose')\n")
+    (tmp_path / "ahead_good.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import_quietly("ahead_broken", "ahead_good")
+    assert "ahead_good" in sys.modules and "ahead_broken" not in sys.modules
+    monkeypatch.delitem(sys.modules, "ahead_good")
+
+
+AHEAD_PROBE = """
+import importlib, json, logging, sys, threading
+sys.path.insert(0, {repo!r})
+import optuna, hydra, omegaconf  # what a study's driver has loaded before Ray starts
+from ugro_hpo.pipeline import GP_LIBRARIES, LOADED_WHILE_RAY_STARTS
+from ugro_hpo.process_policy import imports_ahead, import_quietly
+
+MAIN = threading.get_ident()
+overlapping = threading.Event()  # set while the thread imports
+seen = {{}}
+class Recorder:  # the packages each thread looks modules up in (the main one while overlapping)
+    def find_spec(self, name, path=None, target=None):
+        if threading.get_ident() != MAIN or overlapping.is_set():
+            seen.setdefault(name.split(".")[0], set()).add(threading.get_ident())
+sys.meta_path.insert(0, Recorder())
+later = LOADED_WHILE_RAY_STARTS + GP_LIBRARIES + ("matplotlib", "matplotlib.figure")
+
+def work():
+    overlapping.set()
+    try:
+        import_quietly(*later)
+    finally:
+        overlapping.clear()
+
+ahead = imports_ahead(work, first=["ugro_hpo.execution.ray_compat"])
+import ray
+ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level=logging.WARNING,
+         log_to_driver=False)
+ahead.result()
+ray.shutdown()
+print(json.dumps(sorted(n for n, threads in seen.items() if len(threads) > 1)))
+"""
+
+
+@pytest.mark.slow
+def test_no_package_is_imported_from_two_threads_while_ray_starts() -> None:
+    """An import hook records the thread of every module lookup while a local Ray starts and
+    the study's later modules are imported ahead (as `pipeline.run` does it)."""
+    done = subprocess.run([sys.executable, "-c", AHEAD_PROBE.format(repo=str(REPO))],
+                          capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 RELEASE_PROBE = """
 import importlib, json, logging, sys, tempfile, threading
 sys.path.insert(0, {repo!r})
 import optuna, ray
-from ugro_hpo.process_policy import Ahead
+from ugro_hpo.process_policy import Ahead, import_quietly
 ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level=logging.WARNING,
          log_to_driver=False)
 ray.get(ray.remote(lambda: 1).remote())

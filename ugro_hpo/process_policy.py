@@ -1,30 +1,34 @@
 """How our processes run, in one place: how they exit, the garbage collector, environment
 defaults, the standard streams, and work done on a thread meanwhile. Each tweak says what it
 does and why; the speed tweaks are kept because `scripts/bench/process_policy.py` shows they
-pay (figures from a 2-core machine shared with other work, medians):
+pay (medians on a 2-core machine, quiet unless said):
 
 - Exit (`exit_without_teardown`): once every exit handler has run (Ray's shutdown, the
   trackers' last writes), the command ends with ``os._exit`` instead of Python's teardown of
   its modules, which keeps nothing safe by then (every file is written and closed, the study
-  committed). A process that loaded Ray, Optuna, sklearn, pandas and torch took 2.61 s from
-  the end of its work to its end, 0.12 s this way.
+  committed). A process that loaded Ray, Optuna, sklearn, pandas and torch took 0.76 s from
+  the end of its work to its end, 0.05 s this way (2.61 s against 0.12 s on a busy machine).
 - Garbage collector at exit (`skip_collection_at_exit`): where we do not own the process's
   exit (the Hydra sweeper runs inside someone's app), the collector is frozen at exit instead,
-  so Python's last search for garbage among every loaded module's objects is skipped: 2.61 s
-  down to 0.41 s. Python promises no finalizer for an object still alive at exit.
+  so Python's last search for garbage among every loaded module's objects is skipped: 0.76 s
+  down to 0.17 s (2.61 s to 0.41 s). Python promises no finalizer for an object alive at exit.
 - Garbage collector in a trial's worker (`collect_and_freeze_once`): a worker collects after
   each trial (what a trial left, the GPU's cache with it); after the first, what survives
   (imported modules, the objective's caches) is frozen out of the collector's sight. A full
-  collection of a process that loaded the above took 692 ms, 0.0 ms after ``gc.freeze()``.
+  collection of a process that loaded the above took 154 ms (692 ms on a busy machine), 0.0 ms
+  after ``gc.freeze()``.
 - Work on a thread meanwhile (`Ahead`), where no two threads import one package (they can
-  deadlock, or one sees the package half-initialised): at a study's end Ray's processes take
-  seconds to stop, mostly waiting; Ray's shutdown on a thread overlaps the summary, files and
-  plots: 3.99 s one after the other, 1.69 s overlapped, and an import hook recorded no package
-  imported from both threads. Importing the modules a study needs later (the database layer,
-  sklearn, the GP's libraries, matplotlib) on a thread while Ray starts was dropped: once Ray
-  Tune's search module (which loads pandas and numpy) and ctypes were imported first, as they
-  must be for the two threads to share no package, it no longer paid (8.96 s one after the
-  other, 9.09 s overlapped). Each is imported where it is first needed.
+  deadlock, or one sees the package half-initialised; an import hook in the benchmark records
+  the packages each thread imports from, and found none shared in either case):
+  - while a local Ray starts (seconds spent mostly waiting for its processes), the modules the
+    study needs later (the database layer, sklearn, the GP's libraries, matplotlib) are
+    imported on a thread (`imports_ahead`), after the main thread has imported what both would
+    (`IMPORTED_FIRST`, and Ray Tune's search module, which loads pandas and numpy): 5.02 s one
+    after the other, 3.84 s overlapped on a quiet machine (on one whose cores were busy with
+    other work it did not pay: 8.96 s against 9.09 s);
+  - at a study's end Ray's processes take seconds to stop, mostly waiting; Ray's shutdown on a
+    thread overlaps the summary, files and plots: 1.77 s one after the other, 1.49 s
+    overlapped (3.99 s against 1.69 s on the busy machine).
 - Environment defaults (`set_defaults` with the maps below): settings Ray, Ray Tune and MLflow
   read from the environment, set only where the user has not set them, just before the library
   reads them. Behaviour, not speed: each map says what it changes.
@@ -44,11 +48,12 @@ import atexit
 import contextlib
 import functools
 import gc
+import importlib
 import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +219,28 @@ class Ahead:
         if self._error is not None:
             raise self._error
         return self._value
+
+
+IMPORTED_FIRST = ("ctypes.util",)
+"""What Ray's start imports from a package that the modules a study imports ahead of need also
+import from (the benchmark's import hook recorded ctypes from both threads): imported before
+the thread starts, so that each thread then imports from packages of its own only."""
+
+
+def imports_ahead(work: Callable[[], None], first: Sequence[str] = ()) -> Ahead:
+    """Run ``work`` (imports of modules needed later) on a thread while the caller goes on.
+    The caller's thread first imports `IMPORTED_FIRST` and ``first`` (what it will import
+    meanwhile that ``work`` may import too)."""
+    for name in (*IMPORTED_FIRST, *first):
+        importlib.import_module(name)
+    return Ahead(work)
+
+
+def import_quietly(*modules: str) -> None:
+    """Import ``modules`` ahead of need; a failure is left for the import that needs the
+    module, which can say what failed."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            continue

@@ -9,9 +9,9 @@
 - gc: one full collection in such a process, before and after `gc.freeze()` (what
   `process_policy.freeze_survivors` does in a trial's worker after its first trial).
 - ahead: starting a local Ray while the modules a study needs later are imported, one after
-  the other against on a thread (what both threads would import imported first), and which
+  the other against on a thread as a study does it (`process_policy.imports_ahead`), and which
   packages both threads imported modules of while the thread ran (an import hook records the
-  thread of every module lookup). A study no longer does this: it did not pay.
+  thread of every module lookup); that set must be empty.
 - release: stopping Ray at a study's end while its summary and plots are written, one after
   the other against Ray's shutdown on a thread (`process_policy.Ahead`), and the packages both
   threads imported from.
@@ -65,9 +65,8 @@ AHEAD_CASE = """
 import importlib, json, logging, sys, threading, time
 sys.path.insert(0, {root!r})
 import optuna, hydra, omegaconf  # what a study's driver has loaded before Ray starts
-LATER = ("sqlalchemy.orm", "alembic.migration", "alembic.command", "optuna.importance",
-         "sklearn.ensemble", "pandas", "torch", "scipy.optimize", "scipy.stats", "greenlet",
-         "matplotlib", "matplotlib.figure")  # what a study imports later: storage, GP, report
+from ugro_hpo.pipeline import GP_LIBRARIES, LOADED_WHILE_RAY_STARTS
+LATER = LOADED_WHILE_RAY_STARTS + GP_LIBRARIES + ("matplotlib", "matplotlib.figure")
 
 MAIN = threading.get_ident()
 overlapping = threading.Event()  # set while the thread imports
@@ -93,11 +92,9 @@ def start_ray():
              logging_level=logging.WARNING, log_to_driver=False)
 
 t = time.perf_counter()
-if {overlap}:
-    from ugro_hpo.process_policy import Ahead
-    for name in ("ugro_hpo.execution.ray_compat", "ctypes.util"):  # what both threads import
-        importlib.import_module(name)
-    ahead = Ahead(later)
+if {overlap}:  # as the study does it (pipeline.run)
+    from ugro_hpo.process_policy import imports_ahead
+    ahead = imports_ahead(later, first=["ugro_hpo.execution.ray_compat"])
     start_ray()
     ahead.result()
 else:
