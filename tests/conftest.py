@@ -86,7 +86,7 @@ def ray_address() -> Iterator[str]:
     subprocesses join it through its address."""
     import ray
 
-    from ugro_hpo.execution.ray_session import RAY_ENV
+    from ugro_hpo.process_policy import RAY_DRIVER_ENV as RAY_ENV
 
     for key, value in RAY_ENV.items():
         os.environ.setdefault(key, value)

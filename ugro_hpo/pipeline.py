@@ -18,7 +18,7 @@ from typing import Any
 from ugro_hpo.config.plan import LiveParts, Plan, describe, plan_and_parts
 
 log = logging.getLogger("ugro_hpo")
-# pandas is Ray Tune's heaviest import that is not Ray's (about 0.4 s), and Ray starts without it.
+# pandas is Ray Tune's heaviest import that is not Ray's (about 0.4 s).
 LOADED_WHILE_RAY_STARTS = ("sqlalchemy.orm", "alembic.migration", "alembic.command",
                            "optuna.importance", "sklearn.ensemble", "pandas")  # fmt: skip
 GP_LIBRARIES = ("torch", "scipy.optimize", "scipy.stats", "greenlet")
@@ -80,9 +80,9 @@ def run(
 
     refuse_planted_links(plan, given_run_dir, parts)
     from ugro_hpo.execution.launcher import build_components, run_trials, start_ray, stop_ray
-    from ugro_hpo.lazy import Ahead
     from ugro_hpo.optimize.storage import open_storage, open_study, trials_that_ran
     from ugro_hpo.optimize.stored_study import remember_run
+    from ugro_hpo.process_policy import Ahead, imports_ahead
     from ugro_hpo.results.snapshot import log_file, write_config_snapshot
 
     # Is there a study to continue, and anything left to run? Read-only, and only where a
@@ -101,11 +101,12 @@ def run(
     objective = parts.objective
     objective.prepare(plan.resources)
     # While Ray starts (seconds spent mostly waiting for its processes), modules the study needs
-    # later are imported on another thread: the database layer Optuna's storage loads on first
-    # use, and sklearn for the importances at the end. Nothing of Ray's is imported there
-    # (importing one package on two threads can deadlock), and nothing is written there: a
-    # cluster that cannot be joined must leave no database behind.
-    ahead = Ahead(lambda: _load_ahead(plan))
+    # later are imported on another thread (see `process_policy`): the database layer Optuna's
+    # storage loads on first use, sklearn for the importances, the GP's and the report's
+    # libraries. What both threads would import (Ray Tune's search module, which ray_compat
+    # loads) is imported here first, and nothing is written there: a cluster that cannot be
+    # joined must leave no database behind.
+    ahead = imports_ahead(lambda: _load_ahead(plan), first=["ugro_hpo.execution.ray_compat"])
     start_ray(plan)  # a cluster that cannot be joined, or lacks what a trial asks for, fails here
     ahead.result()
     components = build_components(plan, parts)
@@ -125,7 +126,7 @@ def run(
             if plan.n_trials > opened.ran_and_running()[0]:
                 outcome = run_trials(plan, opened, components)
             if release_ray:  # nothing below needs Ray
-                ray_released = Ahead(stop_ray)
+                ray_released = Ahead(stop_ray)  # overlaps the files (`process_policy`)
             return finish(plan, opened.reread(), time.time() - started, echo, trackers, outcome)
         finally:
             trackers.close()
@@ -154,7 +155,7 @@ def _load_ahead(plan: Plan) -> None:
     """What the study imports later anyway (see `run`): the storage's database layer, sklearn
     for the importances, a Gaussian process's libraries when the sampler is one, and the
     plotting modules when there is a report to draw."""
-    from ugro_hpo.lazy import import_quietly
+    from ugro_hpo.process_policy import import_quietly
 
     import_quietly(*LOADED_WHILE_RAY_STARTS)
     if plan.sampler_name == "optuna.samplers.GPSampler":

@@ -10,7 +10,8 @@ from typing import Any
 from ray.tune.experiment import Experiment, Trial
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
-from ugro_hpo.execution.lost_trials import LOST, GuardedSearch
+from ugro_hpo.execution.lost_trials import LOST
+from ugro_hpo.execution.ray_compat import GuardedSearch
 from ugro_hpo.optimize import protocol as p
 
 

@@ -35,43 +35,16 @@ def fail(message: str, code: int = 2) -> None:
 
 def main() -> None:
     """Console entry point (`python -m ugro_hpo`, `ugro-hpo`); reads sys.argv like any Hydra app."""
-    import atexit
+    from ugro_hpo.process_policy import exit_without_teardown
 
-    atexit.register(_exit_without_teardown)  # registered first, so it runs after all the others
-    try:
-        _main()
-    except SystemExit as exc:
-        _exit_code.append(exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1)
-        raise
-    _exit_code.append(0)
-
-
-_exit_code: list[int] = []
-
-
-def _exit_without_teardown() -> None:
-    """After every library's exit handler has run (Ray's shutdown, the trackers' last writes):
-    end the process without Python's teardown of its modules, which takes 1-2 s once Ray,
-    Optuna and sklearn are loaded and keeps nothing safe (every file is written and closed,
-    the study committed). Only when `main` ended with a known exit code."""
-    import logging
-    import os
-
-    if not _exit_code:
-        return
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:  # a closed stream has nothing left to write
-            continue
-    os._exit(_exit_code[-1])
+    exit_without_teardown(_main)  # no teardown once every exit handler has run (1-2 s)
 
 
 def _main() -> None:
     import hydra
 
     from ugro_hpo.config.compose import register_configs
+    from ugro_hpo.process_policy import swapped_streams
     from ugro_hpo.security.startup import start
     from ugro_hpo.security.streams import RedactingStream
 
@@ -83,31 +56,26 @@ def _main() -> None:
     register_resolvers()
     entry = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_task)
     global _gate
-    real_stdout = sys.stdout
-    sys.stdout = RedactingStream(real_stdout)
     gate = _gate = _StderrGate(RedactingStream(sys.stderr))
-    sys.stderr = gate
-    try:
-        entry()
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            _forget_failed_sweep()
-        if not gate.released and exc.code not in (0, None):
-            text = gate.held_text()
-            gate.discard()
-            fail(_one_line(text))
-        raise
-    except Exception as exc:  # Hydra re-raises what it cannot format (e.g. a resolver's error)
-        _forget_failed_sweep()
-        if gate.released:
+    with swapped_streams(RedactingStream(sys.stdout), gate):  # flushed and put back at the end
+        try:
+            entry()
+        except SystemExit as exc:
+            if exc.code not in (0, None):
+                _forget_failed_sweep()
+            if not gate.released and exc.code not in (0, None):
+                text = gate.held_text()
+                gate.discard()
+                fail(_one_line(text))
             raise
-        gate.discard()
-        fail(_one_line(str(exc)))
-    finally:
-        gate.release()
-        sys.stdout.flush()  # the redacting stream holds an unfinished line until then
-        sys.stderr = gate.real.target
-        sys.stdout = real_stdout
+        except Exception as exc:  # Hydra re-raises what it cannot format (e.g. a resolver's error)
+            _forget_failed_sweep()
+            if gate.released:
+                raise
+            gate.discard()
+            fail(_one_line(str(exc)))
+        finally:
+            gate.release()
 
 
 def _task(cfg: Any) -> Any:

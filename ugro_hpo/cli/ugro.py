@@ -160,29 +160,26 @@ def run_stored_command(args: argparse.Namespace) -> None:
     import ugro_hpo.cli.stored_commands as stored
     from ugro_hpo.cli.app import fail, load_secrets
     from ugro_hpo.errors import UserError
-    from ugro_hpo.security.streams import RedactingStream
+    from ugro_hpo.process_policy import redacted_streams
 
     load_secrets()
     # What a stored study holds was written by whoever drives it: scrub what we print of it.
-    real = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = RedactingStream(real[0]), RedactingStream(real[1])
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s",
-                        datefmt="%H:%M:%S")  # fmt: skip
-    output_dir = getattr(args, "output_dir", None)
-    try:
-        if args.action == "analyze":
-            stored.analyze(args.study_name, args.storage, Path(output_dir) if output_dir else None)
-        elif args.action == "export-best":
-            stored.export_best(args.study_name, args.storage, Path(args.output))
-        else:
-            out = Path(output_dir) if output_dir else None
-            stored.train_best(args.study_name, args.storage, out, args.max_steps,
-                              args.objective_fn, args.trust_remote_code)  # fmt: skip
-    except UserError as exc:
-        fail(str(exc), exc.exit_code)
-    finally:
-        sys.stdout.flush()
-        sys.stdout, sys.stderr = real
+    with redacted_streams():
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s",
+                            datefmt="%H:%M:%S")  # fmt: skip
+        output_dir = getattr(args, "output_dir", None)
+        try:
+            if args.action == "analyze":
+                out = Path(output_dir) if output_dir else None
+                stored.analyze(args.study_name, args.storage, out)
+            elif args.action == "export-best":
+                stored.export_best(args.study_name, args.storage, Path(args.output))
+            else:
+                out = Path(output_dir) if output_dir else None
+                stored.train_best(args.study_name, args.storage, out, args.max_steps,
+                                  args.objective_fn, args.trust_remote_code)  # fmt: skip
+        except UserError as exc:
+            fail(str(exc), exc.exit_code)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -113,8 +113,8 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from ugro_hpo.execution.lost_trials import GuardedSearch
     from ugro_hpo.execution.progress import Progress
+    from ugro_hpo.execution.ray_compat import GuardedSearch
     from ugro_hpo.execution.run_control import FailureStreak, Heartbeat, InterruptWatch, RunStopper
     from ugro_hpo.execution.step_budget import StepBudget
     from ugro_hpo.execution.trainable import run_trial

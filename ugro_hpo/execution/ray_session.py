@@ -9,28 +9,10 @@ import socket
 from typing import Any
 
 from ugro_hpo.errors import UserError
+from ugro_hpo.process_policy import RAY_DRIVER_ENV, set_defaults
 from ugro_hpo.study_plan import Plan
 
-RAY_ENV = {
-    # Our trainable reports its own outcome keys and checks metrics itself (trial_runner.Reporter).
-    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
-    "RAY_AIR_NEW_OUTPUT": "0",
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
-    "RAY_DEDUP_LOGS": "1",
-    # Trials keep the driver's working directory, so relative paths in a config still resolve.
-    "RAY_CHDIR_TO_TRIAL_DIR": "0",
-    # Ray Tune's own Ctrl-C handler stays off: run_control.InterruptWatch stops the run
-    # through the stopper.
-    "TUNE_DISABLE_SIGINT_HANDLER": "1",
-}
 HUB_OFFLINE = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
-# Ray loggers that speak of things we handle ourselves (result files we do not write, the
-# local cluster's default token).
-_QUIET_LOGGERS = (
-    "ray.tune.analysis.experiment_analysis",
-    "ray._private.authentication.authentication_token_setup",
-    "ray.tune.tune",
-)
 
 
 _initialized_here = False  # whether this module started (or joined) the Ray in use
@@ -41,10 +23,10 @@ def ensure_ray(plan: Plan) -> None:
     global _initialized_here
     import ray
 
-    for key, value in RAY_ENV.items():
-        os.environ.setdefault(key, value)
-    for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+    from ugro_hpo.execution.ray_compat import quiet_ray_loggers
+
+    set_defaults(RAY_DRIVER_ENV)
+    quiet_ray_loggers()
     if ray.is_initialized():
         if plan.ray_runtime_env and not _initialized_here:
             logging.getLogger("ugro_hpo").warning(

@@ -14,7 +14,6 @@ scrubbed of the driver's secrets here, in the trial's own process, before Ray se
 from __future__ import annotations
 
 import functools
-import gc
 import json
 import logging
 import sys
@@ -28,6 +27,7 @@ from ugro_hpo.execution.lost_trials import allow_slow_handover
 from ugro_hpo.execution.trial_runner import Reporter, TrialTimeout, run_objective
 from ugro_hpo.objectives.base import Objective, TrialContext
 from ugro_hpo.optimize import protocol as p
+from ugro_hpo.process_policy import collect_and_freeze_once
 from ugro_hpo.security.digests import SecretDigests, scrub_then_cut
 from ugro_hpo.security.streams import RedactingStream
 
@@ -157,12 +157,9 @@ def release_memory() -> None:
     """Free what the trial left behind, on the GPU too, before the next trial reuses the actor.
 
     After the first trial, what survives (imported modules, the objective's caches) is frozen
-    out of the collector's sight: a full collection of a process that imported Ray takes about
-    70 ms, one of the objects a trial made takes about a millisecond.
+    out of the collector's sight (`process_policy.collect_and_freeze_once`).
     """
-    gc.collect()
-    if gc.get_freeze_count() == 0:
-        gc.freeze()
+    collect_and_freeze_once()
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -7,13 +7,26 @@
   without the view it never sees a violation and keeps proposing the infeasible region (on a
   2-D space with a third of it infeasible, 85% of its second-half proposals were infeasible,
   against 5% with the view). The stored study is never changed.
+- The storage object (`RDBStorage`, whose base class Optuna documents as not meant for its
+  users), by trial id: Ray Tune, not ``study.optimize``, runs our trials, so the driver writes
+  to a RUNNING trial that no `optuna.Trial` object holds any more (``set_trial_user_attr``,
+  ``set_trial_intermediate_value``, ``set_trial_state_values`` to fail one interrupted,
+  ``record_heartbeat`` because we renew heartbeats ourselves), and reads by id
+  (``get_trial``, ``get_all_trials`` for a read that bypasses the study's cache,
+  ``get_trial_id_from_study_id_trial_number``, ``get_study_id_from_name``). Its ``engine``
+  attribute (SQLAlchemy's) lets us set SQLite's pragmas and close the connections.
+- The warning text "Heartbeat of storage is supposed to be used with Study.optimize", which
+  Optuna emits for a storage with heartbeats used outside ``study.optimize`` (our case, by
+  design): `quiet_heartbeat_warning` filters exactly that message.
 
-`tests/optimize/test_optuna_compat.py` fails (not skips) when Optuna moves any of this.
+`tests/optimize/test_optuna_compat.py` fails (not skips) when Optuna moves the first; the
+storage tests (tests/optimize/test_storage.py, test_searcher.py) exercise the rest.
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Container
 from typing import Any
 
@@ -75,3 +88,56 @@ def _worst_values(
         max(v[i] for v in ran) if d == StudyDirection.MINIMIZE else min(v[i] for v in ran)
         for i, d in enumerate(directions)
     ]
+
+
+# -- the storage object, by trial id ----------------------------------------------------------
+
+
+def quiet_heartbeat_warning() -> None:
+    """We renew heartbeats ourselves (Optuna's own renewal lives in ``Study.optimize``)."""
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+
+
+def engine(storage: optuna.storages.RDBStorage) -> Any:
+    """The storage's SQLAlchemy engine."""
+    return storage.engine
+
+
+def record_heartbeat(storage: optuna.storages.RDBStorage, trial_id: int) -> None:
+    storage.record_heartbeat(trial_id)
+
+
+def set_user_attr(
+    storage: optuna.storages.BaseStorage, trial_id: int, key: str, value: Any
+) -> None:
+    storage.set_trial_user_attr(trial_id, key, value)
+
+
+def set_intermediate_value(
+    storage: optuna.storages.BaseStorage, trial_id: int, step: int, value: float
+) -> None:
+    storage.set_trial_intermediate_value(trial_id, step, value)
+
+
+def set_failed(storage: optuna.storages.BaseStorage, trial_id: int) -> None:
+    """Raises `optuna.exceptions.UpdateFinishedTrialError` when the trial has already ended."""
+    storage.set_trial_state_values(trial_id, TrialState.FAIL)
+
+
+def trial_by_id(storage: optuna.storages.BaseStorage, trial_id: int) -> FrozenTrial:
+    return storage.get_trial(trial_id)
+
+
+def all_trials(
+    storage: optuna.storages.BaseStorage, study_id: int, states: Container[TrialState] | None
+) -> list[FrozenTrial]:
+    """Read from the database itself, not through the study's cache (not copied)."""
+    return storage.get_all_trials(study_id, deepcopy=False, states=states)
+
+
+def trial_id(storage: optuna.storages.BaseStorage, study_id: int, number: int) -> int:
+    return storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+
+def study_id(storage: optuna.storages.BaseStorage, study_name: str) -> int:
+    return storage.get_study_id_from_name(study_name)

@@ -23,6 +23,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from ugro_hpo.optimize import optuna_compat as compat
 from ugro_hpo.optimize import protocol as p
 from ugro_hpo.optimize.storage import OpenedStudy, driver_id, fail_interrupted, recover_orphans
 from ugro_hpo.security.digests import scrub_then_cut
@@ -133,7 +134,7 @@ class StudySearcher(Searcher):
         trial.set_user_attr(p.TRIAL_RAY_ID, trial_id)
         trial.set_user_attr(p.TRIAL_DRIVER, self._driver)
         storage_id = self.opened.trial_id(trial.number)
-        self.opened.storage.record_heartbeat(storage_id)
+        compat.record_heartbeat(self.opened.storage, storage_id)
         self._numbers[trial_id] = trial.number
         self._storage_ids[trial_id] = storage_id
 
@@ -192,7 +193,7 @@ class StudySearcher(Searcher):
     def heartbeat(self) -> None:
         """Tell the storage our running trials are alive; fail other drivers' stale ones."""
         for trial_id in self.running():
-            self.opened.storage.record_heartbeat(self._storage_ids[trial_id])
+            compat.record_heartbeat(self.opened.storage, self._storage_ids[trial_id])
         optuna.storages.fail_stale_trials(self.study)
 
     def abandon(self, reason: str) -> None:
@@ -202,7 +203,7 @@ class StudySearcher(Searcher):
             storage_id = self._storage_ids[trial_id]
             fail_interrupted(self.opened, storage_id, reason)
             if self.events is not None:
-                frozen = self.opened.storage.get_trial(storage_id)
+                frozen = compat.trial_by_id(self.opened.storage, storage_id)
                 self.events.trial_finished(p.trial_end(trial_id, frozen))
 
     # -- results -------------------------------------------------------------------------------
@@ -232,10 +233,10 @@ class StudySearcher(Searcher):
         value, step = finite_number(result.get(self.space.metric_names[0])), result.get(p.STEP)
         if value is not None and isinstance(step, int):
             storage_id = self._storage_ids[trial_id]
-            self.opened.storage.set_trial_intermediate_value(storage_id, step, value)
+            compat.set_intermediate_value(self.opened.storage, storage_id, step, value)
 
     def _set(self, trial_id: str, key: str, value: Any) -> None:
-        self.opened.storage.set_trial_user_attr(self._storage_ids[trial_id], key, value)
+        compat.set_user_attr(self.opened.storage, self._storage_ids[trial_id], key, value)
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False

@@ -7,8 +7,8 @@ when the driver ran on this machine and its process is gone, otherwise when its 
 (renewed every `HEARTBEAT_S` seconds while it runs) is older than `GRACE_S` seconds, so drivers
 on several machines can share one study without failing each other's trials.
 
-Only Optuna's public API is used: the study for reading (its cache makes finished trials
-cheap) and the storage object's public methods, by trial id, for writing to running trials.
+The study is read through its public API (its cache makes finished trials cheap); writes to
+running trials go through the storage object by trial id, which `optuna_compat` holds.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ugro_hpo.errors import ConfigError
+from ugro_hpo.optimize import optuna_compat as compat
 from ugro_hpo.optimize import protocol as p
 from ugro_hpo.optimize.warm_start import Source, Taken, choose, enqueue
 from ugro_hpo.security.paths import refuse_linked_database
@@ -63,11 +64,11 @@ class OpenedStudy:
     def close(self) -> None:
         """Close the database connections: SQLite then folds its write-ahead log into the
         database file, so the file alone holds the whole study (a copy of it misses nothing)."""
-        self.storage.engine.dispose()
+        compat.engine(self.storage).dispose()
 
     def trial_id(self, number: int) -> int:
         """The storage's id of trial ``number`` (what its write methods take)."""
-        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+        return compat.trial_id(self.storage, self.study_id, number)
 
     def trials(
         self, states: Container[TrialState] | None = None, fresh: bool = False
@@ -80,7 +81,7 @@ class OpenedStudy:
         trials), so a SQLite study, whose writers take turns and commit in order, reads
         through the cache."""
         if fresh and self.shared:
-            return self.storage.get_all_trials(self.study_id, deepcopy=False, states=states)
+            return compat.all_trials(self.storage, self.study_id, states)
         return self.study.get_trials(deepcopy=False, states=states)
 
     def reread(self) -> optuna.Study:
@@ -111,8 +112,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     again, finding the schema there.
     """
     quiet_optuna()
-    # We renew heartbeats ourselves (Optuna's own renewal lives in Study.optimize).
-    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+    compat.quiet_heartbeat_warning()
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     refuse_linked_database(url)  # SQLite would write through a planted link
     if url.startswith("sqlite:///") and ":memory:" not in url:
@@ -158,8 +158,8 @@ def _write_ahead_log(storage: optuna.storages.RDBStorage) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    sqlalchemy.event.listen(storage.engine, "connect", pragmas)
-    storage.engine.dispose()  # connections made before the listener reconnect with it
+    sqlalchemy.event.listen(compat.engine(storage), "connect", pragmas)
+    compat.engine(storage).dispose()  # connections made before the listener reconnect with it
 
 
 def set_study_attr(study: optuna.Study, key: str, value: Any) -> None:
@@ -207,11 +207,11 @@ def fail_interrupted(opened: OpenedStudy, trial_id: int, reason: str = p.INTERRU
     """Mark one running trial failed with ``reason`` and queue its parameters once more."""
     storage = opened.storage
     try:
-        storage.set_trial_user_attr(trial_id, p.TRIAL_ERROR, redact_text(reason))
-        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        compat.set_user_attr(storage, trial_id, p.TRIAL_ERROR, redact_text(reason))
+        compat.set_failed(storage, trial_id)
     except optuna.exceptions.UpdateFinishedTrialError:
         return  # another process finished it meanwhile
-    requeue_once(opened.study, storage.get_trial(trial_id))
+    requeue_once(opened.study, compat.trial_by_id(storage, trial_id))
 
 
 def recover_stale_trials(opened: OpenedStudy) -> None:
@@ -280,7 +280,7 @@ def _open_study(plan: Plan, storage: optuna.storages.RDBStorage) -> OpenedStudy:
         except optuna.exceptions.DuplicatedStudyError:
             resumed = True  # another driver created it a moment ago
     study = optuna.load_study(study_name=plan.study_name, storage=storage)
-    opened = OpenedStudy(study, storage, storage.get_study_id_from_name(plan.study_name),
+    opened = OpenedStudy(study, storage, compat.study_id(storage, plan.study_name),
                          resumed, existing_trials=0,
                          shared=not plan.storage.startswith("sqlite"))  # fmt: skip
     if resumed:

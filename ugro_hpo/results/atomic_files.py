@@ -9,11 +9,9 @@ import os
 import tempfile
 from pathlib import Path
 
+from ugro_hpo.process_policy import umask
 from ugro_hpo.security.paths import OutputRefused, check_output_file
 from ugro_hpo.security.redaction import redact_text
-
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -36,7 +34,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     except OSError as exc:
         raise OutputRefused(f"output: cannot write {path} ({exc.strerror or exc})") from None
     try:
-        os.fchmod(handle, 0o666 & ~_UMASK)  # as a plain open() would have made it
+        os.fchmod(handle, 0o666 & ~umask())  # as a plain open() would have made it
         with os.fdopen(handle, "wb") as file:
             file.write(data)
         os.replace(tmp, path)

@@ -62,8 +62,8 @@ def write_report(
 
 
 def load_plotting() -> None:
-    """Import matplotlib (about 0.5 s), set to draw to files only: a study imports it ahead of
-    need, while Ray starts. A failure is left for `write_report` to meet."""
+    """Import matplotlib (about 0.5 s), set to draw to files only. A failure is left for the
+    drawing to meet."""
     try:
         import matplotlib
 

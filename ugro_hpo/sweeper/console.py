@@ -13,24 +13,18 @@ console unprefixed.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Iterator
 from typing import Any
 
+from ugro_hpo.process_policy import RAY_WORKER_LINES_ENV, set_defaults
 from ugro_hpo.security.streams import ForwardingStream
-
-RAY_OUTPUT_ENV = {
-    "RAY_DISABLE_WORKER_LOG_PREFIX": "1",  # the lines carry our prefix instead of Ray's
-    "RAY_DEDUP_LOGS": "0",  # "hello from trial" is printed by every trial, not once
-}
 
 
 def forward_worker_output() -> None:
     """In the driver, before Ray is imported: Ray's settings for printing the workers' lines
     unchanged (they are read when Ray is imported)."""
-    for key, value in RAY_OUTPUT_ENV.items():
-        os.environ.setdefault(key, value)
+    set_defaults(RAY_WORKER_LINES_ENV)
 
 
 MAX_PENDING = 65_536

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ugro_hpo.errors import ConfigError, UserError
+from ugro_hpo.process_policy import skip_collection_at_exit
 from ugro_hpo.sweeper.params import SweepSpace, objectives, parse_params
 from ugro_hpo.sweeper.results import RESULTS_FILE
 
@@ -79,10 +80,9 @@ class HydraSweep:
             raise SystemExit(INTERRUPTED_EXIT_CODE) from None
 
     def _sweep(self, arguments: list[str]) -> None:
-        from hydra.core.singleton import Singleton
-
         from ugro_hpo.config.plan import build_plan
         from ugro_hpo.pipeline import run
+        from ugro_hpo.sweeper import hydra_compat
         from ugro_hpo.sweeper import settings as st
         from ugro_hpo.sweeper.console import forward_worker_output
         from ugro_hpo.sweeper.guard import SweepGuard
@@ -92,7 +92,7 @@ class HydraSweep:
         s = self.settings
         begin_sweep(s, self.config)  # secrets registered, credentials refused: before all else
         st.check_settings(s)
-        hydra_state = Singleton.get_state()  # the app's, for the trials' workers
+        hydra_state = hydra_compat.hydra_state()  # the app's, for the trials' workers
         configure = self._custom_search_space()
         space, space_data = self._space(arguments)
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
@@ -142,7 +142,8 @@ class HydraSweep:
         else:
             log.info("Best parameters: %s", results["best_params"])
             log.info("Best value: %s", results["best_value"])
-        _skip_collecting_at_exit()
+        # Written: Python's exit need not search every loaded module's objects for garbage.
+        skip_collection_at_exit()
 
     def _custom_search_space(self) -> Any:
         reference = self.settings.get("custom_search_space")
@@ -220,31 +221,17 @@ def _set_sweep_dir(config: Any, sweep_dir: Path) -> None:
 def _redacted_console() -> Iterator[None]:
     """While the sweep runs, what this process prints (Ray's copies of the workers' lines,
     our log lines through Hydra's handlers) is scrubbed of every known secret."""
+    from ugro_hpo.process_policy import redacted_streams
     from ugro_hpo.security.redaction import redact_text
-    from ugro_hpo.security.streams import RedactingStream
     from ugro_hpo.sweeper.trust import ScrubbingFilter
 
-    streams = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = RedactingStream(streams[0]), RedactingStream(streams[1])
     handlers = logging.getLogger().handlers
     added = [(h, ScrubbingFilter(redact_text)) for h in handlers]
     for handler, scrubbing in added:
         handler.addFilter(scrubbing)
     try:
-        yield
+        with redacted_streams():
+            yield
     finally:
-        sys.stdout, sys.stderr = streams
         for handler, scrubbing in added:
             handler.removeFilter(scrubbing)
-
-
-def _skip_collecting_at_exit() -> None:
-    """Once the sweep's results are written: Python's exit would search the objects of every
-    module the study loaded (Ray, Optuna, sklearn, matplotlib) for garbage, about 1-1.5 s of
-    the sweep command's wall time for memory the process is giving back anyway. Freezing them
-    at exit skips that search; every file of ours is closed by then, and Python promises no
-    finalizer for an object still alive at exit."""
-    import atexit
-    import gc
-
-    atexit.register(gc.freeze)

@@ -11,7 +11,6 @@ logs into the same parent and no trial is ever logged twice.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import time
 from pathlib import Path
@@ -19,18 +18,13 @@ from typing import Any
 
 from ugro_hpo.names import check_mlflow_experiment
 from ugro_hpo.optimize import protocol as p
+from ugro_hpo.process_policy import MLFLOW_CLIENT_ENV, set_defaults
 from ugro_hpo.security.redaction import redact_data, redact_text, redact_url
 from ugro_hpo.tracking.tracker import StudyInfo, Tracker
 from ugro_hpo.trial_events import TrialEnd, TrialResult, TrialStart
 
 # A tracking server that stops answering must not stall a study for minutes of retries, and
 # our summary says where the runs are (MLflow would print two links per finished run).
-_ENV_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
-    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
-}
 _STATUS = {"complete": "FINISHED", "pruned": "KILLED", "infeasible": "FINISHED", "failed": "FAILED"}
 MAX_TAG = 5000
 MAX_PARAM = 6000
@@ -85,8 +79,7 @@ class MlflowTracker(Tracker):
         return redact_url(self.tracking_uri)
 
     def connect(self) -> None:
-        for key, value in _ENV_DEFAULTS.items():
-            os.environ.setdefault(key, value)
+        set_defaults(MLFLOW_CLIENT_ENV)
         import logging
 
         from mlflow.tracking import MlflowClient
