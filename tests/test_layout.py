@@ -58,12 +58,8 @@ DOCUMENTED = {("os", "_exit")}
 UNDOCUMENTED_MODULES = {"hydra.core.singleton"}
 """Modules of a library, named without an underscore, that it does not document."""
 
-NOT_MOVED_YET = {
-    ("ugro_hpo/sweeper/job.py", "hydra.core.singleton"),
-    ("ugro_hpo/sweeper/settings.py", "hydra.core.singleton"),
-}
-"""Uses still outside their compat module (these carry Hydra's state into a trial's worker and
-around the sweeper's own composition; hydra_compat is where they go)."""
+NOT_MOVED_YET: set[tuple[str, str]] = set()
+"""Uses still outside their compat module (none: each use has moved into its compat module)."""
 
 
 def _storage_methods() -> frozenset[str]:

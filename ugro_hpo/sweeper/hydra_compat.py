@@ -20,3 +20,12 @@ def hydra_state() -> Any:
     from hydra.core.singleton import Singleton
 
     return Singleton.get_state()
+
+
+def enter_hydra_state(state: Any) -> None:
+    """In a trial's worker: Hydra's globals (its resolvers) and the driver's state put back."""
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import setup_globals
+
+    setup_globals()
+    Singleton.set_state(state)

@@ -141,11 +141,9 @@ class HydraJob(Objective):
         would rescan every installed Hydra plugin: about a tenth of a short trial's time)."""
         if self.sweep_id in _entered:
             return
-        from hydra.core.singleton import Singleton
-        from hydra.core.utils import setup_globals
+        from ugro_hpo.sweeper.hydra_compat import enter_hydra_state
 
-        setup_globals()
-        Singleton.set_state(self.hydra_state)
+        enter_hydra_state(self.hydra_state)
         _entered.add(self.sweep_id)
 
 
