@@ -2,7 +2,9 @@
 
 A config group option (``model: tiny_llama``) names a class of ours and the values it chooses;
 the keys it leaves at their defaults come from the constructor, where they are written once.
-Each option's defaults list takes them from here (``/ugro_defaults/<group>/<option>@_here_``),
+Each option's defaults list takes them from here (``/ugro_defaults_<group>_<option>@_here_``,
+stored at the top of Hydra's config store rather than in a group of their own, so ``--help``
+does not list them as groups and Hydra's help walks no more groups than before),
 so every argument shows in ``--cfg job`` and is overridden as ``model.seed=3`` without a ``+``.
 Only the light groups (model, dataset, objective, tracking) are read this way: their modules
 import no heavy library, so ``--help`` stays quick. An argument whose default is not plain data
@@ -66,8 +68,7 @@ def register(conf_dir: Path) -> None:
             target = (yaml.safe_load(path.read_text()) or {}).get("_target_", "")
             if str(target).startswith("ugro_hpo."):
                 store.store(
-                    group=f"{DEFAULTS_GROUP}/{group}",
-                    name=path.stem,
+                    name=f"{DEFAULTS_GROUP}_{group}_{path.stem}",
                     node=constructor_defaults(str(target)),
                 )
 
