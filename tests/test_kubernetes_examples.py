@@ -54,10 +54,27 @@ def test_the_manifests_are_a_ray_cluster_and_a_ray_job_of_kuberay() -> None:
 
 
 def test_ray_in_the_manifests_and_the_image_is_the_ray_we_test_with() -> None:
-    ray = version("ray")
-    assert manifests()["RayCluster"]["spec"]["rayVersion"] == ray
+    """The cluster, its image and our declared range name one Ray; it is the installed one
+    except where the tests run at the range's lower bounds (scripts/lowest-deps)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    pinned = manifests()["RayCluster"]["spec"]["rayVersion"]
     dockerfile = (FOLDER / "Dockerfile").read_text(encoding="utf-8")
-    assert re.search(rf"^FROM rayproject/ray:{re.escape(ray)}-", dockerfile, re.MULTILINE)
+    assert re.search(rf"^FROM rayproject/ray:{re.escape(pinned)}-", dockerfile, re.MULTILINE)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    ray_range = next(
+        Requirement(d) for d in project["dependencies"] if Requirement(d).name == "ray"
+    )
+    assert ray_range.specifier.contains(pinned), f"Ray {pinned} is outside {ray_range}"
+    installed = version("ray")
+    floor = next(s.version for s in ray_range.specifier if s.operator == ">=")
+    if installed != pinned and Version(installed) == Version(floor):
+        pytest.skip(f"Ray {installed} is the declared lower bound (a lowest-deps run); "
+                    f"the manifests pin {pinned}")  # fmt: skip
+    assert installed == pinned, f"the manifests pin Ray {pinned}, the tests run {installed}"
 
 
 def test_credentials_come_from_kubernetes_secrets_only() -> None:
