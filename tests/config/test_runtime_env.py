@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ugro_hpo.config.plan import build_plan
-from ugro_hpo.config.runtime_env import RAY_FIELDS
+from ugro_hpo.config.runtime_env import RAY_FIELDS, describe_runtime_env
 from ugro_hpo.errors import ConfigError
 from ugro_hpo.execution.code_shipping import SIZE_LIMIT
 from ugro_hpo.security.credentials import check_overrides
@@ -75,7 +75,10 @@ def test_a_good_runtime_env_reaches_the_plan_as_ray_takes_it(
                               f"+ray.runtime_env.working_dir={tmp_path / 'code'}",
                               "+ray.runtime_env.pip=[numpy]"), tmp_path / "run")  # fmt: skip
     assert plan.ray_runtime_env == {
-        "env_vars": {"OMP_NUM_THREADS": "2"},  # Ray takes strings only
+        "env_vars": {
+            "OMP_NUM_THREADS": "2",  # Ray takes strings only
+            "UGRO_SHIPPED_FROM": str(tmp_path / "code"),
+        },
         "working_dir": str(tmp_path / "code"),
         "pip": ["numpy"],
     }
@@ -135,6 +138,11 @@ def test_joining_a_cluster_ships_the_folder_a_local_objective_comes_from(
     assert plan.ray_runtime_env is not None
     assert plan.ray_runtime_env["working_dir"] == str(folder)
     assert {".git", ".venv*", "/outputs"} <= set(plan.ray_runtime_env["excludes"])
+    # The trials know where their copy of it came from; a dry run does not name that
+    # variable (it is ours, not the user's).
+    assert plan.ray_runtime_env["env_vars"] == {
+        "UGRO_SHIPPED_FROM": str(folder)}  # fmt: skip
+    assert describe_runtime_env(plan.ray_runtime_env) == [f"runtime env  working_dir {folder}"]
     # A Ray started here finds the file itself; nothing is shipped.
     assert build_plan(compose(*custom(name)), tmp_path / "run").ray_runtime_env is None
 
@@ -146,7 +154,8 @@ def test_a_given_working_dir_is_kept_and_user_excludes_are_added_to(
     (tmp_path / "mine").mkdir()
     given = build_plan(compose(*custom(name), CLUSTER, f"+ray.runtime_env.working_dir={tmp_path / 'mine'}"),
                        tmp_path / "run").ray_runtime_env  # fmt: skip
-    assert given == {"working_dir": str(tmp_path / "mine")}
+    assert given == {"working_dir": str(tmp_path / "mine"), "env_vars": {
+        "UGRO_SHIPPED_FROM": str(tmp_path / "mine")}}  # fmt: skip
     extra = build_plan(compose(*custom(name), CLUSTER, "+ray.runtime_env.excludes=[data/]"),
                        tmp_path / "run").ray_runtime_env  # fmt: skip
     assert extra is not None and extra["working_dir"] == str(folder)
@@ -242,3 +251,12 @@ def test_the_dry_run_plan_says_what_is_shipped_and_names_the_variables_only(
     line = describe(plan).splitlines()[-1]
     assert line == f"runtime env  working_dir {folder}; env_vars HF_TOKEN, OMP_NUM_THREADS"
     assert secret not in describe(plan)
+
+
+def test_a_working_dir_given_as_a_uri_gets_no_folder_of_ours(
+    compose: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A zip in a bucket has no folder on this machine that the trials' paths could lie in."""
+    env = build_plan(compose(*QUICK, CLUSTER, "+ray.runtime_env.working_dir=s3://b/code.zip"),
+                     tmp_path / "run").ray_runtime_env  # fmt: skip
+    assert env == {"working_dir": "s3://b/code.zip"}

@@ -139,14 +139,16 @@ import json, os, time
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 import helper_for_app  # a module beside the app: the nodes have it only if it is shipped
 
 
 @hydra.main(version_base=None, config_path=".", config_name="app")
 def app(cfg):
     marks = Path(os.environ["SHIP_TEST_MARKS"])
+    sources = [s.path for s in HydraConfig.get().runtime.config_sources if s.schema == "file"]
     (marks / f"{os.getpid()}-{time.time_ns()}.json").write_text(
-        json.dumps({"file": helper_for_app.__file__}))
+        json.dumps({"file": helper_for_app.__file__, "cwd": os.getcwd(), "sources": sources}))
     return helper_for_app.square(cfg.x)
 
 
@@ -157,8 +159,9 @@ if __name__ == "__main__":
 
 @pytest.mark.slow
 def test_the_sweepers_app_folder_is_shipped_to_a_cluster(bare_head: str, tmp_path: Path) -> None:
-    """The app's own modules come from the shipped folder on the nodes (without shipping they
-    would be imported from the driver's folder, which only this machine has)."""
+    """The app's own modules, its config folder and its working directory come from the
+    shipped folder on the nodes (without shipping they would be the driver's folder, which
+    only this machine has)."""
     folder = tmp_path / "app"
     folder.mkdir()
     (folder / "app.py").write_text(APP)
@@ -180,6 +183,9 @@ def test_the_sweepers_app_folder_is_shipped_to_a_cluster(bare_head: str, tmp_pat
     for trial in seen:
         assert Path(trial["file"]) != folder / "helper_for_app.py"
         assert Path(trial["file"]).name == "helper_for_app.py"
+        copy = Path(trial["file"]).parent
+        assert Path(trial["cwd"]) == copy
+        assert [Path(s) for s in trial["sources"]] == [copy], trial["sources"]
 
 
 def test_a_runtime_env_ray_refuses_is_one_line_and_nothing_written(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ugro_hpo.errors import ConfigError
-from ugro_hpo.execution.code_shipping import ship_objective_code
+from ugro_hpo.execution.code_shipping import SHIPPED_FROM_VARIABLE, ship_objective_code
 from ugro_hpo.security.credentials import runtime_env_refusal
 from ugro_hpo.security.redaction import is_secret_name, register
 
@@ -56,6 +56,9 @@ def check_runtime_env(
         if shipped:
             env["working_dir"] = shipped["working_dir"]
             env["excludes"] = [*env.get("excludes", []), *shipped["excludes"]]
+    if "working_dir" in env and not env["working_dir"].startswith(_URI_SCHEMES):
+        # The trials learn where their working directory came from (see code_shipping).
+        env["env_vars"] = {**env.get("env_vars", {}), SHIPPED_FROM_VARIABLE: env["working_dir"]}
     return env or None
 
 
@@ -66,8 +69,9 @@ def describe_runtime_env(env: Mapping[str, Any] | None) -> list[str]:
         return []
     parts = [f"working_dir {env['working_dir']}"] if "working_dir" in env else []
     parts += [f"{name} {env[name]}" for name in ("py_modules", "pip") if name in env]
-    if env.get("env_vars"):
-        parts.append("env_vars " + ", ".join(sorted(env["env_vars"])))
+    variables = sorted(set(env.get("env_vars") or ()) - {SHIPPED_FROM_VARIABLE})
+    if variables:
+        parts.append("env_vars " + ", ".join(variables))
     others = sorted(set(env) - {"working_dir", "excludes", "py_modules", "pip", "env_vars"})
     return [f"runtime env  {'; '.join(parts + others)}"]
 

@@ -30,6 +30,10 @@ FILE_LIMIT = 20_000  # a folder with more files is no objective's code (a home d
 ALWAYS_EXCLUDED = (".git", ".venv*", "__pycache__", "*.pyc")
 JOB_CONFIG_VARIABLE = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray for a job's driver
 OWN_PACKAGE = "ugro_hpo"  # the cluster runs ugro_hpo itself: it must be installed there
+SHIPPED_FROM_VARIABLE = "UGRO_SHIPPED_FROM"
+"""Set for the trials to the shipped folder's path on the driver's machine: a trial finds in it
+what of the driver's paths (a Hydra app's config folder, its working directory) it has a copy
+of, in its own working directory."""
 
 
 def ship_objective_code(module: str | None, outputs_dir: Path) -> dict[str, Any]:
@@ -129,3 +133,20 @@ def _check_size(folder: Path, outputs_dir: Path, module: str) -> None:
 
 def _excluded(name: str) -> bool:
     return name in (".git", "__pycache__") or name.startswith(".venv")
+
+
+def shipped_copy() -> tuple[Path, Path] | None:
+    """In a trial: the folder shipped from the driver (its path there) and its copy here (the
+    working directory Ray started the worker in), or None when nothing was shipped."""
+    origin = os.environ.get(SHIPPED_FROM_VARIABLE)
+    return (Path(origin), Path.cwd()) if origin else None
+
+
+def in_copy(path: str, origin: Path, copy: Path) -> str:
+    """``path`` (of the driver's machine) as the copy has it, when it lies in the shipped
+    folder; otherwise unchanged."""
+    try:
+        inside = Path(os.path.normpath(path)).relative_to(origin)
+    except ValueError:
+        return path
+    return str(copy / inside)

@@ -115,17 +115,16 @@ class HydraJob(Objective):
 
         self._enter_hydra()
         overrides = self.space.overrides(params)
-        with _working_directory(self.cwd):
-            config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        hydra_context, cwd = self._on_this_node()
+        with _working_directory(cwd):
+            config = hydra_context.config_loader.load_sweep_config(self.config, overrides)
             with open_dict(config):
                 config.hydra.job.id = str(context.number)
                 config.hydra.job.num = context.number
             checked = _checked_report(report, self.scheduler_metric, self.scheduler)
             with reporting_to(checked), echoed(context.number):
                 returned = run_job(
-                    hydra_context=scrubbing_context(
-                        self.hydra_context, self.scrub, self.scrub_files
-                    ),
+                    hydra_context=scrubbing_context(hydra_context, self.scrub, self.scrub_files),
                     task_function=self.task_function,
                     config=config,
                     job_dir_key="hydra.sweep.dir",
@@ -135,6 +134,23 @@ class HydraJob(Objective):
                 # stderr first), and fails the trial with its text.
                 value = returned.return_value
         return values_as_metrics(value, context.metrics)
+
+    def _on_this_node(self) -> tuple[Any, str]:
+        """The Hydra context and working directory of a job here: the driver's, or, where the
+        app's folder was shipped (a cluster's node need not have the driver's files), the
+        copy's: the app's config folder and the working directory at their places in it."""
+        from ugro_hpo.execution.code_shipping import in_copy, shipped_copy
+        from ugro_hpo.sweeper.hydra_compat import moved_config_loader
+
+        shipped = shipped_copy()
+        if shipped is None:
+            return self.hydra_context, self.cwd
+        origin, copy = shipped
+        cwd = in_copy(self.cwd, origin, copy)
+        if not os.path.isdir(cwd):  # the driver ran outside the shipped folder
+            cwd = str(copy)
+        moved = moved_config_loader(self.hydra_context, lambda path: in_copy(path, origin, copy))
+        return moved, cwd
 
     def _enter_hydra(self) -> None:
         """Take on the driver's Hydra state, once per worker process and sweep (doing it again
