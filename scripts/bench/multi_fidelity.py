@@ -17,7 +17,7 @@ The methods, each over the same tasks and seeds:
 - ``optuna_tpe_hyperband``: Optuna in one process, TPE + its Hyperband pruner, 4 threads;
 - ``dehb``: DEHB (``dehb`` on PyPI) by ask and tell, 4 threads, in the YAHPO/DEHB venv;
 - more with ``--methods``: ``multi_fidelity``, ``tpe_asha``, ``gp_asha`` (ugro_hpo with that
-  ``search=`` and ASHA; each adds about 5 minutes to the defaults' 20).
+  ``search=`` and ASHA; each adds about 10 minutes to the defaults' 20).
 
 Regret: the normalised regret of the best validation error any epoch has reached so far,
 ``(best - accuracy) / (best - worst)`` with YAHPO's per-task best and worst accuracy. Figures:
