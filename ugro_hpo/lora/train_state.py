@@ -112,8 +112,8 @@ def _numpy_state() -> list[Any] | None:
         import numpy as np
     except ImportError:
         return None
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()  # type: ignore[misc]
-    return [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)]
+    kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    return [str(kind), np.asarray(keys).tolist(), int(pos), int(has_gauss), float(gauss)]
 
 
 def _plain(value: Any) -> Any:
