@@ -265,6 +265,9 @@ class StudySearcher(Searcher):
         if outcome is None and not error:
             # A scheduler or stopper ended the trial on this result, which Ray Tune then hands
             # only to us here: it is a step like the others, for the study and the trackers.
+            stored = self._checkpoint_of(trial_id, result)
+            if stored is not None:
+                self._set(trial_id, p.TRIAL_CHECKPOINT, stored.record())
             self._record_step(trial_id, result)
         if outcome is None and not error and result.get(p.STEP, 0) >= self.max_steps:
             outcome = p.Outcome.COMPLETE  # a scheduler stopped it exactly at its last step

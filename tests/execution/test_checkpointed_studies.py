@@ -1,0 +1,48 @@
+"""Trials that report checkpoints through Ray Tune's checkpoint API run under every scheduler
+and tracker as other trials do, and the study records each trial's last checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from ugro_hpo.optimize import protocol as p
+
+CUSTOM = ["objective=custom", "objective.fn=fixture_objectives:checkpointed_quadratic",
+          "search_space=quadratic", "max_steps=4", "eval_every=1", "n_trials=4",
+          "parallel_jobs=2"]  # fmt: skip
+
+
+@pytest.mark.parametrize(("scheduler", "tracking"), [
+    ("asha", "mlflow"),  # the defaults, in the default suite; the other schedulers marked slow
+    pytest.param("hyperband", "none", marks=pytest.mark.slow),
+    pytest.param("median", "none", marks=pytest.mark.slow),
+])  # fmt: skip
+def test_checkpoints_pass_the_schedulers_and_trackers_and_are_recorded(
+    study: Any, tmp_path: Path, scheduler: str, tracking: str
+) -> None:
+    result = study(*CUSTOM, f"scheduler={scheduler}", f"tracking={tracking}",
+                   f"study_name=ckpt-{scheduler}")  # fmt: skip
+    assert [r.state for r in result.records if r.state not in ("complete", "pruned")] == []
+    stored = optuna.load_study(study_name=f"ckpt-{scheduler}",
+                               storage=f"sqlite:///{tmp_path / 'outputs' / 'studies.db'}")  # fmt: skip
+    ray_dir = tmp_path / "outputs" / "ray" / f"ckpt-{scheduler}"
+    for trial in [t for t in stored.trials if p.outcome_of(t) in p.RAN]:
+        record = trial.user_attrs[p.TRIAL_CHECKPOINT]
+        assert record["step"] == trial.user_attrs[p.TRIAL_LAST_STEP]
+        state = json.loads((ray_dir / record["path"] / "state.json").read_text())
+        assert state["step"] == record["step"]  # Ray Tune stored the folder the trial reported
+    complete = [r for r in result.records if r.state == "complete"]
+    assert complete and all(r.metrics["started_at"] == 0.0 for r in complete)  # fresh starts
+    if tracking == "mlflow":
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+        (experiment,) = [e for e in client.search_experiments() if e.name != "Default"]
+        runs = [r for r in client.search_runs([experiment.experiment_id])
+                if "value" in r.data.metrics]  # fmt: skip
+        assert len(runs) == 4
