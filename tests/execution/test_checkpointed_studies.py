@@ -46,3 +46,39 @@ def test_checkpoints_pass_the_schedulers_and_trackers_and_are_recorded(
         runs = [r for r in client.search_runs([experiment.experiment_id])
                 if "value" in r.data.metrics]  # fmt: skip
         assert len(runs) == 4
+
+
+def test_a_reported_checkpoint_goes_with_its_metrics_and_must_be_a_folder(tmp_path: Path) -> None:
+    from ugro_hpo.execution.trial_runner import Reporter, TrialFailed
+
+    plain: list[Any] = []
+    with_checkpoint: list[Any] = []
+    reporter = Reporter(("value",), plain.append,
+                        checkpoint_sink=lambda r, f: with_checkpoint.append((r, f)))  # fmt: skip
+    reporter(1, value=1.0)
+    reporter(2, checkpoint=tmp_path, value=0.5)
+    assert plain == [{"value": 1.0, "step": 1}]
+    assert with_checkpoint == [({"value": 0.5, "step": 2}, str(tmp_path))]
+    with pytest.raises(TrialFailed, match="not a folder"):
+        reporter(3, checkpoint=tmp_path / "missing", value=0.1)
+    with pytest.raises(TrialFailed, match="missing"):  # a checkpoint still needs the metrics
+        reporter(4, checkpoint=tmp_path)
+    assert reporter.checkpoint is None and reporter.resumed_from_step == 0  # a fresh start
+
+
+@pytest.mark.slow
+def test_a_custom_objectives_retry_reads_the_checkpoint_it_continues_from(
+    study: Any, tmp_path: Path
+) -> None:
+    args = [*CUSTOM, "scheduler=fifo", "tracking=none", "study_name=ckpt-custom", "n_trials=1"]
+    study(*args)
+    stored = optuna.load_study(study_name="ckpt-custom",
+                               storage=f"sqlite:///{tmp_path / 'outputs' / 'studies.db'}")  # fmt: skip
+    first = stored.trials[0]
+    assert first.user_attrs[p.TRIAL_CHECKPOINT]["step"] == 4
+    # What a rerun does for an interrupted trial (`optimize.storage.requeue_once`).
+    stored.enqueue_trial(first.params, user_attrs={p.TRIAL_RETRY_OF: first.number})
+    result = study(*args[:-1], "n_trials=2")
+    retry = next(r for r in result.records if r.number == 1)
+    assert retry.resumed_from_step == 4
+    assert retry.metrics["started_at"] == 4.0  # the function read report.checkpoint's step
