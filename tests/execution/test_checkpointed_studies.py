@@ -25,12 +25,14 @@ CUSTOM = ["objective=custom", "objective.fn=fixture_objectives:checkpointed_quad
 def test_checkpoints_pass_the_schedulers_and_trackers_and_are_recorded(
     study: Any, tmp_path: Path, scheduler: str, tracking: str
 ) -> None:
+    shared = tmp_path / "shared"  # ray.storage_path: where every node would see them
     result = study(*CUSTOM, f"scheduler={scheduler}", f"tracking={tracking}",
-                   f"study_name=ckpt-{scheduler}")  # fmt: skip
+                   f"study_name=ckpt-{scheduler}", f"ray.storage_path={shared}")  # fmt: skip
     assert [r.state for r in result.records if r.state not in ("complete", "pruned")] == []
     stored = optuna.load_study(study_name=f"ckpt-{scheduler}",
                                storage=f"sqlite:///{tmp_path / 'outputs' / 'studies.db'}")  # fmt: skip
-    ray_dir = tmp_path / "outputs" / "ray" / f"ckpt-{scheduler}"
+    ray_dir = shared / f"ckpt-{scheduler}"
+    assert not (tmp_path / "outputs" / "ray").exists()
     for trial in [t for t in stored.trials if p.outcome_of(t) in p.RAN]:
         record = trial.user_attrs[p.TRIAL_CHECKPOINT]
         assert record["step"] == trial.user_attrs[p.TRIAL_LAST_STEP]
