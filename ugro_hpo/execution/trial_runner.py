@@ -59,7 +59,7 @@ class Reporter:
         self.scrub = scrub
         self.stopping = False  # Ray's session said stop (tune.report raised SystemExit)
 
-    def __call__(self, step: int, checkpoint: Any = None, **metrics: Any) -> None:
+    def __call__(self, step: int, *, checkpoint: Any = None, **metrics: Any) -> None:
         if (
             isinstance(step, bool)
             or not isinstance(step, numbers.Integral)
