@@ -250,7 +250,7 @@ def finish(
         "duration_s": round(duration_s, 3),
         "run_dir": str(plan.run_dir),
         "storage": redact_url(plan.storage),
-        "ray_dir": str(plan.ray_dir),
+        "ray_dir": redact_url(plan.ray_storage),  # results and trial checkpoints
         "search_space": plan.search_space.source,
         **run_facts(plan),
         "trackers": {name: spec["_target_"] for name, spec in plan.tracker_specs.items()},

@@ -59,11 +59,21 @@ class Plan:
     gpu_memory_gib: float | None = None  # its weights' size, when known
     # ray.runtime_env as checked, with the objective's code folder when it is shipped
     ray_runtime_env: dict[str, Any] | None = field(default=None, repr=False)
+    ray_storage_path: str | None = None  # ray.storage_path: a folder or a bucket URI
 
     @property
     def ray_dir(self) -> Path:
-        """Ray Tune's experiment directory for this study."""
+        """Ray Tune's experiment directory for this study (on a local or shared folder)."""
+        if self.ray_storage_path and "://" not in self.ray_storage_path:
+            return Path(self.ray_storage_path) / self.study_name
         return self.outputs_dir / "ray" / self.study_name
+
+    @property
+    def ray_storage(self) -> str:
+        """Ray Tune's storage path for this study: results and trial checkpoints."""
+        if self.ray_storage_path and "://" in self.ray_storage_path:
+            return f"{self.ray_storage_path.rstrip('/')}/{self.study_name}"
+        return str(self.ray_dir)
 
 
 @dataclass

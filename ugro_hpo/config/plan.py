@@ -129,6 +129,7 @@ def plan_and_parts(cfg: Any, run_dir: str | Path, objective: Any = None) -> tupl
         ray_address=_ray_address(data["ray"]["address"]),
         ray_num_cpus=data["ray"]["num_cpus"],
         ray_autoscaler=bool(data["ray"]["autoscaler"]),
+        ray_storage_path=_storage_path(data["ray"]["storage_path"]),
         export_best=Path(export_best).resolve() if export_best else None,
         tags=check_tags(data.get("tags")),
         max_failures=_integer(data, "max_failures", minimum=0),
@@ -300,6 +301,18 @@ def _ray_address(value: Any) -> str | None:
     if not isinstance(value, str) or not _RAY_ADDRESS.fullmatch(value):
         raise ConfigError(f"{value!r} is not 'auto' or host:port", key="ray.address")
     return value
+
+
+def _storage_path(value: Any) -> str | None:
+    """ray.storage_path: a folder (made absolute: every trial reads it) or a bucket URI."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or "\x00" in value:
+        raise ConfigError("give a folder or a bucket URI such as s3://bucket/path",
+                          key="ray.storage_path")  # fmt: skip
+    if "://" in value:
+        return value
+    return str(Path(value).expanduser().absolute())
 
 
 def describe(plan: Plan) -> str:

@@ -52,6 +52,11 @@ class RaySettings:
         "true: the cluster adds nodes on demand, so a trial that no node can run yet is waited "
         "for instead of refused at start",
     )
+    storage_path: str | None = setting(
+        None,
+        "where Ray Tune keeps trial results and checkpoints (null: <outputs_dir>/ray); a "
+        "folder every node sees, or a bucket URI (s3://..., gs://...) on a cluster",
+    )
     runtime_env: Any = setting(  # its shape is checked in config/runtime_env.py
         {},
         "Ray's runtime_env for the trials: working_dir, py_modules, pip, env_vars "

@@ -118,6 +118,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
     from ugro_hpo.execution.run_control import FailureStreak, Heartbeat, InterruptWatch, RunStopper
     from ugro_hpo.execution.step_budget import StepBudget
     from ugro_hpo.execution.trainable import run_trial
+    from ugro_hpo.optimize.checkpoints import CheckpointPlace
     from ugro_hpo.optimize.rung_steps import milestones
     from ugro_hpo.optimize.searcher import StudySearcher
     from ugro_hpo.optimize.storage import HEARTBEAT_S, sampler_seed_offset
@@ -162,6 +163,11 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
         ),
         trial_logs=str(plan.ray_dir / experiment),
         extend=getattr(components.parts.objective, "extend_trial", None),
+        checkpoints=CheckpointPlace(
+            plan.ray_storage,
+            experiment,
+            getattr(components.parts.objective, "keep_checkpoints", None),
+        ),
     )
     spec = {
         "objective": components.parts.sent_objective,
@@ -179,7 +185,8 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
         tune.with_parameters(run_trial, spec=spec),
         {"cpu": plan.resources["cpu"], "gpu": plan.resources["gpu"]},
     )
-    plan.ray_dir.mkdir(parents=True, exist_ok=True)
+    if plan.ray_storage == str(plan.ray_dir):  # a local or shared folder, not a bucket
+        plan.ray_dir.mkdir(parents=True, exist_ok=True)
     stopper = RunStopper(
         lambda: (
             streak.tripped
@@ -204,7 +211,9 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
         ),
         run_config=tune.RunConfig(
             name=experiment,
-            storage_path=str(plan.ray_dir),
+            storage_path=plan.ray_storage,
+            # A trial's last checkpoint is all a rerun needs (`optimize.checkpoints`).
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=components.ray_callbacks or None,
             stop=stopper,
             verbose=min(max(plan.verbose - 1, 0), 3),
@@ -262,4 +271,6 @@ def study_ending(
 
 def trial_dirname(trial: Any) -> str:
     """Short trial directory names (Ray's default spells out the whole config)."""
-    return f"trial_{trial.trial_id}"
+    from ugro_hpo.optimize.checkpoints import trial_dir_name
+
+    return trial_dir_name(trial.trial_id)

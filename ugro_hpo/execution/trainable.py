@@ -23,6 +23,7 @@ from typing import Any
 from ray import tune
 
 from ugro_hpo.components import instantiate
+from ugro_hpo.execution.checkpoints import report_checkpoint, restore_checkpoint
 from ugro_hpo.execution.lost_trials import allow_slow_handover
 from ugro_hpo.execution.trial_runner import Reporter, TrialTimeout, run_objective
 from ugro_hpo.objectives.base import Objective, TrialContext
@@ -47,6 +48,7 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
     extras = config.get(p.CONFIG_EXTRAS) or {}
     params = {k: v for k, v in config.items() if k != p.CONFIG_EXTRAS}
     metrics = tuple(spec["metrics"])
+    resumed_from, resumed_step = restore_checkpoint(extras.get("resume"))
     context = TrialContext(
         number=int(extras.get("number", -1)),
         seed=int(spec["seed"]),
@@ -56,9 +58,13 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
         resources=spec.get("resources", {}),
         run_dir=str(spec.get("run_dir", ".")),
         metadata=spec.get("metadata", {}),
+        checkpoint=resumed_from,
+        resumed_from_step=resumed_step,
     )
     names_checked = functools.lru_cache(maxsize=1024)(digests.scrub)  # a name is checked once
-    reporter = Reporter(metrics, tune.report, spec.get("trial_timeout_s"), names_checked)
+    reporter = Reporter(metrics, tune.report, spec.get("trial_timeout_s"), names_checked,
+                        checkpoint_sink=report_checkpoint)  # fmt: skip
+    reporter.checkpoint, reporter.resumed_from_step = resumed_from, resumed_step
     try:
         final = run_objective(
             _objective(spec["objective"]), params, context, reporter, names_checked

@@ -14,6 +14,7 @@ import math
 import numbers
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ugro_hpo.objectives.base import Objective, TrialContext
@@ -45,8 +46,12 @@ class Reporter:
         sink: Callable[[dict[str, Any]], None],
         timeout_s: float | None = None,
         scrub: Callable[[str], str] | None = None,
+        checkpoint_sink: Callable[[dict[str, Any], str], None] | None = None,
     ) -> None:
         self.metrics = metrics
+        self.checkpoint_sink = checkpoint_sink  # where ``report(step, checkpoint=dir)`` goes
+        self.checkpoint: str | None = None  # what a resumed trial continues from (see README)
+        self.resumed_from_step = 0
         self.sink = sink
         self.last_step = 0
         self.timeout_s = timeout_s
@@ -54,7 +59,7 @@ class Reporter:
         self.scrub = scrub
         self.stopping = False  # Ray's session said stop (tune.report raised SystemExit)
 
-    def __call__(self, step: int, **metrics: Any) -> None:
+    def __call__(self, step: int, *, checkpoint: Any = None, **metrics: Any) -> None:
         if (
             isinstance(step, bool)
             or not isinstance(step, numbers.Integral)
@@ -63,8 +68,13 @@ class Reporter:
             raise TrialFailed(f"report(step={step!r}): steps must be whole numbers that increase")
         clean = checked_metrics(metrics, self.metrics, f"at step {step}", self.scrub)
         self.last_step = int(step)
+        if checkpoint is not None and not Path(checkpoint).is_dir():
+            raise TrialFailed(f"report(step={step}, checkpoint=...): not a folder")
         try:
-            self.sink({**clean, p.STEP: int(step)})
+            if checkpoint is not None and self.checkpoint_sink is not None:
+                self.checkpoint_sink({**clean, p.STEP: int(step)}, str(checkpoint))
+            else:
+                self.sink({**clean, p.STEP: int(step)})
         except SystemExit:
             self.stopping = True  # the scheduler stopped the trial: not the objective's doing
             raise

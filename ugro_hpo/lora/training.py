@@ -210,6 +210,8 @@ class TrainingRun:
     seed: int
     device: str
     amp_dtype: Any = None
+    checkpoint_every: int = 0  # save the training state every K steps (evaluation steps too)
+    resume_from: str | None = None  # a checkpoint folder to continue from (`train_state`)
 
 
 def train(
@@ -234,12 +236,13 @@ def train(
     stream = run.data.stream(hp.batch_size, run.seed)
     eval_batches = run.data.eval_batches()
     evaluations = set(run.evaluation_steps)
-    best: dict[str, float] | None = None
-    since_best, train_count, tokens = 0, 0, 0
+    start = _resume(run, model, optimizer, scheduler, stream)
+    best: dict[str, float] | None = start.best
+    since_best, train_count, tokens = start.since_best, 0, start.tokens
     train_sum: Any = 0.0  # a tensor once training starts
-    train_seconds = 0.0
+    train_seconds = start.train_seconds
     model.train()
-    for step in range(1, run.max_steps + 1):
+    for step in range(start.step + 1, run.max_steps + 1):
         started = time.perf_counter()
         micro = [stream.next() for _ in range(hp.gradient_accumulation_steps)]
         targets = sum(batch.targets for batch in micro)
@@ -274,12 +277,30 @@ def train(
             "train_loss": float(train_sum) / max(train_count, 1),
         }
         train_sum, train_count = 0.0, 0
-        report(step, **metrics)
         if best is None or eval_loss < best["eval_loss"]:
             best, since_best = {**metrics, "best_step": float(step)}, 0
         else:
             since_best += 1
+        if run.checkpoint_every and step % run.checkpoint_every == 0:
+            from ugro_hpo.lora.train_state import LoopState, report_with_checkpoint
+
+            loop = LoopState(step, step * hp.gradient_accumulation_steps, best, since_best,
+                             tokens, train_seconds)  # fmt: skip
+            report_with_checkpoint(report, metrics, model, optimizer, scheduler, loop)
+        else:
+            report(step, **metrics)
         if hp.early_stopping_patience and since_best >= hp.early_stopping_patience:
             break
     assert best is not None
     return {**best, "train_tokens_per_s": tokens / max(train_seconds, 1e-9)}
+
+
+def _resume(run: TrainingRun, model: Any, optimizer: Any, scheduler: Any, stream: Any) -> Any:
+    """Where the loop starts: a checkpoint's state (`train_state`), or step 0."""
+    from ugro_hpo.lora.train_state import LoopState, load_train_state
+
+    if not run.resume_from:
+        return LoopState()
+    from pathlib import Path
+
+    return load_train_state(Path(run.resume_from), model, optimizer, scheduler, stream.next)

@@ -36,6 +36,8 @@ class TrialContext:
     resources: Mapping[str, float] = field(default_factory=dict)
     run_dir: str = "."
     metadata: Mapping[str, Any] = field(default_factory=dict)  # the search space's metadata
+    checkpoint: str | None = None  # a local folder an interrupted run of these params saved
+    resumed_from_step: int = 0  # the step that checkpoint was reported at (0: a fresh start)
 
     def evaluation_steps(self) -> list[int]:
         """Steps at which to evaluate and report: every eval_every steps, and the last one."""

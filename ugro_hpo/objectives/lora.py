@@ -47,6 +47,7 @@ class LoraObjective(Objective):
         keep_adapters: int = 3,
         generate_eval_n: int = 0,
         generate_max_new_tokens: int = 64,
+        checkpoint_every: int = 0,
     ) -> None:
         if not isinstance(model, PretrainedModel):
             raise ConfigError(
@@ -57,7 +58,8 @@ class LoraObjective(Objective):
                 "objective.dataset: choose a dataset option (dataset=pydoc_topics, ...)"
             )
         for key, value, low in (("generate_eval_n", generate_eval_n, 0),
-                                ("generate_max_new_tokens", generate_max_new_tokens, 1)):  # fmt: skip
+                                ("generate_max_new_tokens", generate_max_new_tokens, 1),
+                                ("checkpoint_every", checkpoint_every, 0)):  # fmt: skip
             whole_number(value, f"objective.{key}", low)
         if generate_eval_n and not dataset.supervised:
             raise ConfigError(
@@ -78,6 +80,11 @@ class LoraObjective(Objective):
         Hyperparameters.from_values(self.fixed)  # a typo in objective.fixed fails at start-up
         self.save_adapter = bool(save_adapter)
         self.keep_adapters = int(keep_adapters)
+        # Every checkpoint_every steps the training state goes to Ray's storage path (an
+        # evaluation step too, so the checkpoint rides on a report the schedulers can read);
+        # finished trials keep theirs only among the keep_adapters best.
+        self.checkpoint_every = int(checkpoint_every)
+        self.keep_checkpoints = self.keep_adapters
 
     def check(self, space: SearchSpace) -> None:
         super().check(space)
@@ -158,10 +165,12 @@ class LoraObjective(Objective):
         run = TrainingRun(
             data=data,
             max_steps=context.max_steps,
-            evaluation_steps=context.evaluation_steps(),
+            evaluation_steps=checkpoint_steps(context, self.checkpoint_every),
             seed=context.seed,
             device=device,
             amp_dtype=self.model.amp_dtype(device),
+            checkpoint_every=self.checkpoint_every,
+            resume_from=context.checkpoint,
         )
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -179,6 +188,14 @@ class LoraObjective(Objective):
 
             save_adapter(model, context, metrics["eval_loss"], keep=self.keep_adapters)
         return metrics
+
+
+def checkpoint_steps(context: TrialContext, every: int) -> list[int]:
+    """The evaluation steps, and every ``every``-th step (a checkpoint step is evaluated)."""
+    steps = set(context.evaluation_steps())
+    if every:
+        steps.update(range(every, context.max_steps + 1, every))
+    return sorted(steps)
 
 
 def trial_device(resources: Mapping[str, float]) -> str:

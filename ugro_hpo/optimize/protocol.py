@@ -56,6 +56,10 @@ TRIAL_RAY_ID = "ray_trial_id"
 TRIAL_RETRY_OF = "retry_of"
 TRIAL_ORIGIN = "origin"
 TRIAL_WARM_FROM = "warm_start_from"  # the earlier study and trial a warm-start trial repeats
+TRIAL_CHECKPOINT = "checkpoint"
+"""The trial's last checkpoint: ``{"path": <relative to Ray's storage path>, "step": n}``."""
+TRIAL_RESUMED_FROM = "resumed_from"  # the checkpoint (same form) a retry continued from
+TRIAL_RESUMED_FROM_STEP = "resumed_from_step"
 
 # -- study attributes -------------------------------------------------------------------------
 STUDY_SPACE = "ugro:search_space"

@@ -25,6 +25,7 @@ from ray.tune.search import Searcher
 
 from ugro_hpo.optimize import optuna_compat as compat
 from ugro_hpo.optimize import protocol as p
+from ugro_hpo.optimize.checkpoints import CheckpointPlace, StoredCheckpoint
 from ugro_hpo.optimize.storage import OpenedStudy, driver_id, fail_interrupted, recover_orphans
 from ugro_hpo.security.digests import scrub_then_cut
 from ugro_hpo.security.redaction import redact_text
@@ -56,6 +57,7 @@ class StudySearcher(Searcher):
         trial_logs: str = "Ray's experiment directory",
         max_infeasible_in_a_row: int = MAX_INFEASIBLE_IN_A_ROW,
         extend: Callable[[optuna.Trial], None] | None = None,
+        checkpoints: CheckpointPlace | None = None,
     ) -> None:
         metrics = space.metric_names
         modes = [o.mode for o in space.objectives]
@@ -75,6 +77,7 @@ class StudySearcher(Searcher):
         self.trial_logs = trial_logs
         self.max_infeasible_in_a_row = max_infeasible_in_a_row
         self.extend = extend  # samples more parameters into a feasible proposal, if given
+        self.checkpoints = checkpoints  # where trials' checkpoints go (None: not recorded)
         self.unsatisfiable: str | None = None  # why the study ended early, if it did
         self.infeasible_in_a_row = 0
         self._driver = driver_id()
@@ -127,7 +130,10 @@ class StudySearcher(Searcher):
         self._claim(trial_id, trial)
         if self.events is not None:
             self.events.trial_started(TrialStart(trial_id, trial.number, params))
-        return {**params, p.CONFIG_EXTRAS: {"number": trial.number}}
+        extras: dict[str, Any] = {"number": trial.number}
+        if self.checkpoints is not None:
+            extras.update(self.checkpoints.resume(self.opened, trial, self.max_steps))
+        return {**params, p.CONFIG_EXTRAS: extras}
 
     def _claim(self, trial_id: str, trial: optuna.Trial) -> None:
         """Mark the trial as ours and alive (another driver never takes it for stale)."""
@@ -212,7 +218,16 @@ class StudySearcher(Searcher):
         """An intermediate result: to Optuna (one objective, keyed by our step) and listeners."""
         if p.RESULT_STATE in result or trial_id in self._ended or trial_id not in self._numbers:
             return
+        stored = self._checkpoint_of(trial_id, result)
+        if stored is not None:
+            self._set(trial_id, p.TRIAL_CHECKPOINT, stored.record())
         self._record_step(trial_id, result)
+
+    def _checkpoint_of(self, trial_id: str, result: dict[str, Any]) -> StoredCheckpoint | None:
+        """The checkpoint Ray Tune stored with this result, if any (`checkpoints`)."""
+        if self.checkpoints is None or not isinstance(result.get(p.STEP), int):
+            return None
+        return self.checkpoints.reported(trial_id, result.get(CHECKPOINT_DIR), result[p.STEP])
 
     def _record_step(self, trial_id: str, result: dict[str, Any]) -> None:
         """A step's result, once: the first objective as Optuna's intermediate value, and the
@@ -250,6 +265,9 @@ class StudySearcher(Searcher):
         if outcome is None and not error:
             # A scheduler or stopper ended the trial on this result, which Ray Tune then hands
             # only to us here: it is a step like the others, for the study and the trackers.
+            stored = self._checkpoint_of(trial_id, result)
+            if stored is not None:
+                self._set(trial_id, p.TRIAL_CHECKPOINT, stored.record())
             self._record_step(trial_id, result)
         if outcome is None and not error and result.get(p.STEP, 0) >= self.max_steps:
             outcome = p.Outcome.COMPLETE  # a scheduler stopped it exactly at its last step
@@ -294,6 +312,8 @@ class StudySearcher(Searcher):
         )
         if self.events is not None:
             self.events.trial_finished(p.trial_end(trial_id, frozen))
+        if self.checkpoints is not None and state != TrialState.FAIL:
+            self.checkpoints.prune(self.opened, self.space, self.max_steps)
 
     def _values(self, result: dict[str, Any]) -> list[float] | None:
         values = [finite_number(result.get(name)) for name in self.space.metric_names]
@@ -340,8 +360,9 @@ def _text(value: Any) -> str:
     return scrub_then_cut(redact_text, str(value), MAX_TEXT)
 
 
-_RAY_KEYS = frozenset({"training_iteration", "timestamp", "time_this_iter_s", "time_total_s",
-                       "time_since_restore", "iterations_since_restore", "pid", "done"})  # fmt: skip
+CHECKPOINT_DIR = "checkpoint_dir_name"  # Ray Tune's result key: the checkpoint it stored
+_RAY_KEYS = frozenset({CHECKPOINT_DIR, "training_iteration", "timestamp", "time_this_iter_s",
+                       "time_total_s", "time_since_restore", "iterations_since_restore", "pid", "done"})  # fmt: skip
 
 
 def reported_metrics(result: dict[str, Any]) -> dict[str, float]:

@@ -31,6 +31,7 @@ class TrialRecord:
     last_step: int | None = None
     violation: str | None = None
     error: str | None = None
+    resumed_from_step: int | None = None  # a retry that continued from an earlier checkpoint
 
     def row(self, parameter_names: list[str], metric_names: list[str]) -> dict[str, Any]:
         """A flat row for trials.csv."""
@@ -42,6 +43,7 @@ class TrialRecord:
         row.update(
             duration_s=_blank(None if self.duration_s is None else round(self.duration_s, 3)),
             last_step=_blank(self.last_step),
+            resumed_from_step=_blank(self.resumed_from_step),
             violation=self.violation or "",
             error=self.error or "",
         )
@@ -79,9 +81,15 @@ def trial_records(study: optuna.Study, space: SearchSpace) -> list[TrialRecord]:
                 last_step=attrs.get(p.TRIAL_LAST_STEP),
                 violation=attrs.get(p.TRIAL_VIOLATION) or None,
                 error=error,
+                resumed_from_step=_whole(attrs.get(p.TRIAL_RESUMED_FROM_STEP)),
             )
         )
     return records
+
+
+def _whole(value: Any) -> int | None:
+    """A stored step as a whole number, or None (a shared study database may hold anything)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def counts(records: list[TrialRecord]) -> dict[str, int]:
@@ -129,8 +137,11 @@ def pareto_front(records: list[TrialRecord], space: SearchSpace) -> list[TrialRe
 
 def best_entry(record: TrialRecord) -> dict[str, Any]:
     """The summary's description of a good trial."""
-    return {
+    entry = {
         "trial": record.number,
         "params": record.params,
         "metrics": {**{k: v for k, v in record.values.items() if v is not None}, **record.metrics},
     }
+    if record.resumed_from_step:
+        entry["resumed_from_step"] = record.resumed_from_step
+    return entry

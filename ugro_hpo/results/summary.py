@@ -49,6 +49,9 @@ def summarize(study: optuna.Study, space: SearchSpace, facts: dict[str, Any]) ->
         complete = [r for r in records if r.state == p.Outcome.COMPLETE]
         data["pareto_front"] = [best_entry(r) for r in pareto_front(complete, space)]
     data.update(_fidelity(records, data))
+    resumed = {str(r.number): r.resumed_from_step for r in records if r.resumed_from_step}
+    if resumed:  # trials that continued from an interrupted run's checkpoint, and its step
+        data["resumed_from_step"] = resumed
     warm = _warm_start(study.user_attrs.get(p.STUDY_WARM_START))
     if warm:
         data["warm_start"] = warm

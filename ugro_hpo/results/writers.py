@@ -86,6 +86,7 @@ def write_trials_csv(run_dir: Path, records: list[TrialRecord], space: SearchSpa
         *metric_names,
         "duration_s",
         "last_step",
+        "resumed_from_step",
         "violation",
         "error",
     ]

@@ -137,6 +137,7 @@ OBJECTIVES = dict(
             keep_adapters=Arg("int", 0, 1000),
             generate_eval_n=Arg("int", 0, 100_000),
             generate_max_new_tokens=Arg("int", 1, 1 << 17),
+            checkpoint_every=Arg("int", 0, 1 << 30),
         ),
         _cls(
             "ugro_hpo.objectives.synthetic.SyntheticObjective",
