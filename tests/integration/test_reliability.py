@@ -335,6 +335,31 @@ def test_an_unreachable_cluster_is_a_one_line_error_in_seconds(tmp_path: Path) -
     assert not (tmp_path / "outputs").exists()  # nothing half-written
 
 
+NODES_ALIVE = """
+import sys, time, ray
+want, deadline = int(sys.argv[2]), time.monotonic() + 240
+while True:  # the head may not answer yet; the worker node registers with it later
+    try:
+        ray.init(address=sys.argv[1], logging_level="ERROR")
+        break
+    except Exception:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.5)
+while sum(n["Alive"] for n in ray.nodes()) < want:
+    if time.monotonic() > deadline:
+        sys.exit(f"fewer than {want} nodes alive")
+    time.sleep(0.5)
+"""
+
+
+def _wait_for_nodes(address: str, env: dict[str, str], count: int) -> None:
+    """Until the cluster has ``count`` live nodes (the study sizes itself by the nodes it
+    finds at start, so a node still registering would take its trials elsewhere)."""
+    subprocess.run([sys.executable, "-c", NODES_ALIVE, address, str(count)], env=env,
+                   check=True, timeout=300, capture_output=True)  # fmt: skip
+
+
 @pytest.fixture
 def two_node_cluster(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, str]]]:
     """A Ray head and a worker node on 127.0.0.1 with token authentication; stopped by
@@ -355,10 +380,9 @@ def two_node_cluster(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, str]
                                    "--include-dashboard=false", *common], env=env, start_new_session=True,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
     try:
-        time.sleep(6)
         processes.append(subprocess.Popen([ray, "start", f"--address=127.0.0.1:{port}", *common], env=env,
                                           start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
-        time.sleep(6)
+        _wait_for_nodes(f"127.0.0.1:{port}", env, 2)
         yield f"127.0.0.1:{port}", node_log, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     finally:
         for process in reversed(processes):
