@@ -60,7 +60,14 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
         metadata=spec.get("metadata", {}),
         checkpoint=resumed_from,
         resumed_from_step=resumed_step,
+        workers=int(spec.get("workers", 1)),
+        strategy=str(spec.get("strategy", "ddp")),
     )
+    if context.workers > 1:  # a data-parallel group of processes (Ray Train) runs this trial
+        from ugro_hpo.execution.train_group import run_group
+
+        run_group(params, context, spec)
+        return
     names_checked = functools.lru_cache(maxsize=1024)(digests.scrub)  # a name is checked once
     reporter = Reporter(metrics, tune.report, spec.get("trial_timeout_s"), names_checked,
                         checkpoint_sink=report_checkpoint)  # fmt: skip

@@ -1,0 +1,137 @@
+"""A trial run by a data-parallel group of processes (``resources.workers`` above 1).
+
+Ray Train inside the Tune trial, as Ray documents it for Train V2 with Tune: the trial's Tune
+function (which holds no CPU or GPU of its own) launches a `TorchTrainer` whose workers each
+get ``resources.cpu`` and ``resources.gpu``, and Ray's `TuneReportCallback` hands rank 0's
+reports to the trial. Every rank runs the objective with the parameters sampled once, in the
+driver, for this trial; only rank 0's reports (checked by the same `Reporter` as a one-process
+trial's) form the trial's result stream: the other ranks join each report with an empty one,
+because a Ray Train report is a step every worker takes together. A failure on any rank ends
+the group (``max_failures=0``); a scheduler's stop ends the trial's actor, and with it the
+Train controller and every worker it owns.
+
+Each rank writes ``workers/rank_<r>.json`` into the trial's folder: its rank, the group's size,
+its process id and the parameters it was handed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ugro_hpo.execution.trial_runner import Reporter, TrialTimeout, run_objective
+from ugro_hpo.objectives.base import TrialContext
+from ugro_hpo.optimize import protocol as p
+
+WORKERS_FOLDER = "workers"
+
+
+class GroupTimeout(RuntimeError):
+    """trial_timeout_s passed on rank 0: raised as an ordinary error, so Ray Train ends the
+    whole group, and read back in the trial as a pruned trial."""
+
+
+def run_group(params: dict[str, Any], context: TrialContext, spec: dict[str, Any]) -> None:
+    """Run the trial as ``context.workers`` processes and report how it ended to Tune."""
+    from ray import train, tune
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from ugro_hpo.execution.trainable import MAX_ERROR, _describe
+    from ugro_hpo.security.digests import scrub_then_cut
+
+    trial_dir = Path(tune.get_context().get_trial_dir())
+    cpu, gpu = float(context.resources.get("cpu", 1)), float(context.resources.get("gpu", 0))
+    per_worker = {"CPU": cpu, **({"GPU": gpu} if gpu > 0 else {})}
+    trainer = TorchTrainer(
+        worker_loop,
+        train_loop_config={
+            "params": params,
+            "context": context,
+            "spec": spec,
+            "trial_dir": str(trial_dir),
+        },
+        torch_config=TorchConfig(backend="nccl" if gpu > 0 else "gloo"),
+        scaling_config=train.ScalingConfig(
+            num_workers=context.workers, use_gpu=gpu > 0, resources_per_worker=per_worker
+        ),
+        run_config=train.RunConfig(
+            name="group",
+            storage_path=str(trial_dir),
+            callbacks=[TuneReportCallback()],
+            failure_config=train.FailureConfig(max_failures=0),
+        ),
+    )
+    try:
+        trainer.fit()
+    except Exception as exc:  # a rank's failure (or the group's) is this trial's
+        cause = first_failure(exc)
+        step = 0
+        if isinstance(cause, GroupTimeout):
+            tune.report({p.RESULT_STATE: p.Outcome.PRUNED.value, p.RESULT_REASON: str(cause),
+                         p.STEP: step})  # fmt: skip
+            return
+        digests = spec["secret_digests"]
+        error = scrub_then_cut(digests.scrub, _describe(cause), MAX_ERROR)
+        tune.report({p.RESULT_STATE: p.Outcome.FAILED.value, p.RESULT_ERROR: error,
+                     p.STEP: step})  # fmt: skip
+
+
+def first_failure(exc: BaseException) -> BaseException:
+    """The lowest rank's exception of a failed group (Ray Train's `WorkerGroupError`), else
+    ``exc`` itself; an error a Ray task wrapped is unwrapped to the objective's own."""
+    failures = getattr(exc, "worker_failures", None)
+    if isinstance(failures, dict) and failures:
+        exc = failures[min(failures)]
+    cause = getattr(exc, "cause", None)  # ray.exceptions.RayTaskError keeps the original
+    return cause if isinstance(cause, BaseException) else exc
+
+
+def worker_loop(config: dict[str, Any]) -> None:
+    """What each rank runs: the objective, with the trial's parameters, in Ray Train's group."""
+    from ray import train
+
+    from ugro_hpo.execution.trainable import _objective, _scrub_output, release_memory
+
+    spec, context = config["spec"], config["context"]
+    params = dict(config["params"])
+    digests = spec["secret_digests"]
+    _scrub_output(digests)
+    rank, world = train.get_context().get_world_rank(), train.get_context().get_world_size()
+    if float(context.resources.get("gpu", 0)) > 0:
+        import torch
+        from ray.train.torch import get_device
+
+        torch.cuda.set_device(get_device())  # "cuda" is this rank's own GPU from here on
+    write_rank_record(Path(config["trial_dir"]), rank, world, params)
+    names_checked = functools.lru_cache(maxsize=1024)(digests.scrub)
+    if rank == 0:
+        reporter = Reporter(context.metrics, train.report, spec.get("trial_timeout_s"),
+                            names_checked)  # fmt: skip
+    else:
+        reporter = Reporter(context.metrics, lambda _: train.report({}), None, names_checked)
+    try:
+        final = run_objective(_objective(spec["objective"]), params, context, reporter,
+                              names_checked)  # fmt: skip
+    except TrialTimeout as timeout:
+        raise GroupTimeout(str(timeout)) from None
+    finally:
+        release_memory()
+    if rank == 0:
+        state = p.Outcome.COMPLETE.value
+        train.report({**final, p.STEP: max(reporter.last_step, 1), p.RESULT_STATE: state})
+    else:
+        train.report({})
+
+
+def write_rank_record(trial_dir: Path, rank: int, world: int, params: dict[str, Any]) -> None:
+    """``workers/rank_<r>.json`` in the trial's folder: who this rank is and what it trains."""
+    folder = trial_dir / WORKERS_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"rank": rank, "world_size": world, "pid": os.getpid(), "params": params}
+    partial = folder / f".rank_{rank}.json.part"
+    partial.write_text(json.dumps(record, sort_keys=True, default=str))
+    partial.replace(folder / f"rank_{rank}.json")
