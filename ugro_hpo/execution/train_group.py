@@ -19,14 +19,29 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ugro_hpo.execution.trial_runner import Reporter, TrialTimeout, run_objective
-from ugro_hpo.objectives.base import TrialContext
+from ugro_hpo.objectives.base import Objective, TrialContext
 from ugro_hpo.optimize import protocol as p
 
 WORKERS_FOLDER = "workers"
+
+
+@dataclass(frozen=True)
+class TrialSteps:
+    """What a one-process trial does that a group's trial and its ranks do too (given by
+    `trainable`, which this module does not import): build the objective, scrub the output,
+    free memory, and describe a failure in at most ``max_error`` characters."""
+
+    objective: Callable[[Any], Objective]
+    scrub_output: Callable[[Any], None]
+    release_memory: Callable[[], None]
+    describe: Callable[[BaseException], str]
+    max_error: int
 
 
 class GroupTimeout(RuntimeError):
@@ -34,13 +49,14 @@ class GroupTimeout(RuntimeError):
     whole group, and read back in the trial as a pruned trial."""
 
 
-def run_group(params: dict[str, Any], context: TrialContext, spec: dict[str, Any]) -> None:
+def run_group(
+    params: dict[str, Any], context: TrialContext, spec: dict[str, Any], steps: TrialSteps
+) -> None:
     """Run the trial as ``context.workers`` processes and report how it ended to Tune."""
     from ray import train, tune
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from ugro_hpo.execution.trainable import MAX_ERROR, _describe
     from ugro_hpo.security.digests import scrub_then_cut
 
     trial_dir = Path(tune.get_context().get_trial_dir())
@@ -61,7 +77,7 @@ def run_group(params: dict[str, Any], context: TrialContext, spec: dict[str, Any
         run_config=train.RunConfig(
             name="group",
             storage_path=str(trial_dir),
-            callbacks=[TuneReportCallback()],
+            callbacks=[TuneReportCallback()],  # type: ignore[list-item]  # V2 types it apart
             failure_config=train.FailureConfig(max_failures=0),
         ),
     )
@@ -75,7 +91,7 @@ def run_group(params: dict[str, Any], context: TrialContext, spec: dict[str, Any
                          p.STEP: step})  # fmt: skip
             return
         digests = spec["secret_digests"]
-        error = scrub_then_cut(digests.scrub, _describe(cause), MAX_ERROR)
+        error = scrub_then_cut(digests.scrub, steps.describe(cause), steps.max_error)
         tune.report({p.RESULT_STATE: p.Outcome.FAILED.value, p.RESULT_ERROR: error,
                      p.STEP: step})  # fmt: skip
 
@@ -94,12 +110,10 @@ def worker_loop(config: dict[str, Any]) -> None:
     """What each rank runs: the objective, with the trial's parameters, in Ray Train's group."""
     from ray import train
 
-    from ugro_hpo.execution.trainable import _objective, _scrub_output, release_memory
-
-    spec, context = config["spec"], config["context"]
+    spec, context, steps = config["spec"], config["context"], config["steps"]
     params = dict(config["params"])
     digests = spec["secret_digests"]
-    _scrub_output(digests)
+    steps.scrub_output(digests)
     rank, world = train.get_context().get_world_rank(), train.get_context().get_world_size()
     if float(context.resources.get("gpu", 0)) > 0:
         import torch
@@ -114,12 +128,12 @@ def worker_loop(config: dict[str, Any]) -> None:
     else:
         reporter = Reporter(context.metrics, lambda _: train.report({}), None, names_checked)
     try:
-        final = run_objective(_objective(spec["objective"]), params, context, reporter,
+        final = run_objective(steps.objective(spec["objective"]), params, context, reporter,
                               names_checked)  # fmt: skip
     except TrialTimeout as timeout:
         raise GroupTimeout(str(timeout)) from None
     finally:
-        release_memory()
+        steps.release_memory()
     if rank == 0:
         state = p.Outcome.COMPLETE.value
         train.report({**final, p.STEP: max(reporter.last_step, 1), p.RESULT_STATE: state})

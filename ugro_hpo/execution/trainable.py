@@ -64,9 +64,10 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
         strategy=str(spec.get("strategy", "ddp")),
     )
     if context.workers > 1:  # a data-parallel group of processes (Ray Train) runs this trial
-        from ugro_hpo.execution.train_group import run_group
+        from ugro_hpo.execution.train_group import TrialSteps, run_group
 
-        run_group(params, context, spec)
+        run_group(params, context, spec, TrialSteps(_objective, _scrub_output, release_memory,
+                                                    _describe, MAX_ERROR))  # fmt: skip
         return
     names_checked = functools.lru_cache(maxsize=1024)(digests.scrub)  # a name is checked once
     reporter = Reporter(metrics, tune.report, spec.get("trial_timeout_s"), names_checked,
