@@ -60,7 +60,7 @@ def run_group(
     from ugro_hpo.security.digests import scrub_then_cut
 
     trial_dir = Path(tune.get_context().get_trial_dir())
-    cpu, gpu = float(context.resources.get("cpu", 1)), float(context.resources.get("gpu", 0))
+    cpu, gpu = float(context.resources["cpu"]), float(context.resources["gpu"])
     per_worker = {"CPU": cpu, **({"GPU": gpu} if gpu > 0 else {})}
     trainer = TorchTrainer(
         worker_loop,
@@ -115,7 +115,7 @@ def worker_loop(config: dict[str, Any]) -> None:
     digests = spec["secret_digests"]
     steps.scrub_output(digests)
     rank, world = train.get_context().get_world_rank(), train.get_context().get_world_size()
-    if float(context.resources.get("gpu", 0)) > 0:
+    if float(context.resources["gpu"]) > 0:
         import torch
         from ray.train.torch import get_device
 

@@ -60,8 +60,7 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
         metadata=spec.get("metadata", {}),
         checkpoint=resumed_from,
         resumed_from_step=resumed_step,
-        workers=int(spec.get("workers", 1)),
-        strategy=str(spec.get("strategy", "ddp")),
+        **{key: spec[key] for key in ("workers", "strategy") if key in spec},
     )
     if context.workers > 1:  # a data-parallel group of processes (Ray Train) runs this trial
         from ugro_hpo.execution.train_group import TrialSteps, run_group
