@@ -68,6 +68,7 @@ def run_group(
             "params": params,
             "context": context,
             "spec": spec,
+            "steps": steps,
             "trial_dir": str(trial_dir),
         },
         torch_config=TorchConfig(backend="nccl" if gpu > 0 else "gloo"),
