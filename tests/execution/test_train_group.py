@@ -141,3 +141,21 @@ def test_a_two_worker_lora_study_on_cpu(study, lora_overrides, tmp_path: Path) -
         assert steps == ([2] if rate == 0.3 else [2, 4, 6, 6]), steps
     # (c) + (d) the stopped group and the finished one leave no process behind
     assert _gone(pids) == []
+
+
+def test_a_rank_s_failure_keeps_its_text_and_step_through_ray() -> None:
+    """What a rank raises crosses Ray as a pickle: the trial reads its text, step and kind
+    back from the lowest rank's failure of Ray Train's WorkerGroupError."""
+    import pickle
+
+    from ray.train import WorkerGroupError
+
+    from ugro_hpo.execution.train_group import GroupFailure, first_failure
+
+    failures = {1: GroupFailure("RuntimeError: rank one", 4), 0: GroupFailure("timeout", 2, True)}
+    error = pickle.loads(pickle.dumps(WorkerGroupError("two ranks failed", failures)))
+    cause = first_failure(error)
+    assert isinstance(cause, GroupFailure)
+    assert (cause.text, cause.step, cause.timed_out) == ("timeout", 2, True)
+    plain = KeyError("x")
+    assert first_failure(plain) is plain

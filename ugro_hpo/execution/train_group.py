@@ -7,7 +7,7 @@ reports to the trial. Every rank runs the objective with the parameters sampled 
 driver, for this trial; only rank 0's reports (checked by the same `Reporter` as a one-process
 trial's) form the trial's result stream: the other ranks join each report with an empty one,
 because a Ray Train report is a step every worker takes together. A failure on any rank ends
-the group (``max_failures=0``); a scheduler's stop ends the trial's actor, and with it the
+the group (``max_failures=0``) and fails the trial with that rank's error; a scheduler's stop ends the trial's actor, and with it the
 Train controller and every worker it owns.
 
 Each rank writes ``workers/rank_<r>.json`` into the trial's folder: its rank, the group's size,
@@ -44,9 +44,14 @@ class TrialSteps:
     max_error: int
 
 
-class GroupTimeout(RuntimeError):
-    """trial_timeout_s passed on rank 0: raised as an ordinary error, so Ray Train ends the
-    whole group, and read back in the trial as a pruned trial."""
+class GroupFailure(RuntimeError):
+    """How a rank's objective ended early, raised as an ordinary error so that Ray Train ends
+    the whole group: its description, the last step it reported, and whether it was
+    trial_timeout_s (a pruned trial) rather than a failure."""
+
+    def __init__(self, text: str, step: int, timed_out: bool = False) -> None:
+        super().__init__(text, step, timed_out)
+        self.text, self.step, self.timed_out = text, step, timed_out
 
 
 def run_group(
@@ -86,13 +91,15 @@ def run_group(
         trainer.fit()
     except Exception as exc:  # a rank's failure (or the group's) is this trial's
         cause = first_failure(exc)
-        step = 0
-        if isinstance(cause, GroupTimeout):
-            tune.report({p.RESULT_STATE: p.Outcome.PRUNED.value, p.RESULT_REASON: str(cause),
+        if isinstance(cause, GroupFailure):
+            text, step, timed_out = cause.text, cause.step, cause.timed_out
+        else:
+            text, step, timed_out = steps.describe(cause), 0, False
+        if timed_out:
+            tune.report({p.RESULT_STATE: p.Outcome.PRUNED.value, p.RESULT_REASON: text,
                          p.STEP: step})  # fmt: skip
             return
-        digests = spec["secret_digests"]
-        error = scrub_then_cut(digests.scrub, steps.describe(cause), steps.max_error)
+        error = scrub_then_cut(spec["secret_digests"].scrub, text, steps.max_error)
         tune.report({p.RESULT_STATE: p.Outcome.FAILED.value, p.RESULT_ERROR: error,
                      p.STEP: step})  # fmt: skip
 
@@ -132,7 +139,9 @@ def worker_loop(config: dict[str, Any]) -> None:
         final = run_objective(steps.objective(spec["objective"]), params, context, reporter,
                               names_checked)  # fmt: skip
     except TrialTimeout as timeout:
-        raise GroupTimeout(str(timeout)) from None
+        raise GroupFailure(str(timeout), reporter.last_step, timed_out=True) from None
+    except (Exception, SystemExit) as exc:  # described here, where the objective's frames are
+        raise GroupFailure(steps.describe(exc), reporter.last_step) from None
     finally:
         steps.release_memory()
     if rank == 0:
