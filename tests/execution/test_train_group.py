@@ -10,8 +10,10 @@ import os
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 from conftest import FIXTURES, QUICK, run_cli
+from wandb_records import read_runs
 
 from ugro_hpo.config.plan import build_plan
 from ugro_hpo.errors import ConfigError
@@ -43,6 +45,12 @@ def test_an_objective_of_one_process_refuses_several_workers(compose, tmp_path: 
         ConfigError, match=r"resources\.workers.*'synthetic\(quadratic\)'.*workers=1"
     ):
         plan_of(compose, tmp_path, *QUICK, "resources.workers=2")
+
+
+def test_checkpoints_in_a_group_are_refused(compose, tmp_path: Path, lora_overrides) -> None:
+    with pytest.raises(ConfigError, match=r"resources\.workers.*checkpoint_every=0"):
+        plan_of(compose, tmp_path, *lora_overrides, "resources.workers=2",
+                "objective.checkpoint_every=5")  # fmt: skip
 
 
 def test_an_unknown_strategy_is_refused(compose, tmp_path: Path) -> None:
@@ -111,7 +119,9 @@ def _gone(pids: list[int], within_s: float = 120.0) -> list[int]:
 
 @pytest.mark.slow
 def test_a_two_worker_lora_study_on_cpu(study, lora_overrides, tmp_path: Path) -> None:
-    result = study(*lora_overrides, f"search_space_file={FIXTURES / 'two_rates_lora.yaml'}",
+    untracked = [o for o in lora_overrides if not o.startswith("tracking=")]
+    result = study(*untracked, "tracking=wandb", "wandb.project=groups", "wandb.mode=offline",
+                   f"search_space_file={FIXTURES / 'two_rates_lora.yaml'}",
                    "search=grid", "n_trials=3", "parallel_jobs=1", "max_steps=6", "eval_every=2",
                    "dataset.seq_len=32", "resources.workers=2", "resources.cpu=0.45",
                    "resources.gpu=0", "scheduler=asha")  # fmt: skip
@@ -123,22 +133,26 @@ def test_a_two_worker_lora_study_on_cpu(study, lora_overrides, tmp_path: Path) -
     assert len(bad) == 1 and bad[0].state == "pruned" and bad[0].last_step == 2  # ASHA's stop
 
     trial_dirs = sorted({p.parents[1] for p in (tmp_path / "outputs").rglob("workers/rank_*.json")})
-    assert len(trial_dirs) == len(result.records)
+    assert len(trial_dirs) == len(result.records)  # each trial's group keeps its own records
+    stored = optuna.load_study(study_name=result.plan.study_name, storage=result.plan.storage)
+    by_folder = {f"trial_{t.user_attrs['ray_trial_id']}": t for t in stored.trials}
+    runs = {r.config["trial_number"]: r for r in read_runs(tmp_path / "outputs" / "wandb")}
+    assert sorted(runs) == sorted(t.number for t in stored.trials)  # one W&B run per trial
     pids = []
     for trial_dir in trial_dirs:
         ranks = [json.loads((trial_dir / "workers" / f"rank_{r}.json").read_text()) for r in (0, 1)]
         # (a) both ranks of a trial train with the one set of parameters sampled for it
         assert [r["rank"] for r in ranks] == [0, 1] and {r["world_size"] for r in ranks} == {2}
-        assert ranks[0]["params"] == ranks[1]["params"]
+        assert ranks[0]["params"] == ranks[1]["params"] == by_folder[trial_dir.name].params
         assert ranks[0]["pid"] != ranks[1]["pid"]
         pids += [r["pid"] for r in ranks]
-        # (b) one result stream per trial: Tune's results, steps increasing, one per report
-        steps = [
-            json.loads(line)["step"]
-            for line in (trial_dir / "result.json").read_text().splitlines()
-        ]
-        rate = ranks[0]["params"]["learning_rate"]
-        assert steps == ([2] if rate == 0.3 else [2, 4, 6, 6]), steps
+        # (b) one result stream per trial: each evaluation once, in step order, in the study
+        # and in the trial's W&B run
+        trial = by_folder[trial_dir.name]
+        steps = [2] if trial.params["learning_rate"] == 0.3 else [2, 4, 6]
+        assert sorted(trial.intermediate_values) == steps
+        logged = [row["_step"] for row in runs[trial.number].history if "eval_loss" in row]
+        assert logged == steps, logged
     # (c) + (d) the stopped group and the finished one leave no process behind
     assert _gone(pids) == []
 

@@ -296,6 +296,12 @@ def _workers(raw: Mapping[str, Any], objective: Any) -> int:
             "(several workers per trial need objective=lora)",
             key="resources.workers",
         )
+    if workers > 1 and getattr(objective, "checkpoint_every", 0):
+        raise ConfigError(
+            "a trial of several workers does not save checkpoints yet; set "
+            "objective.checkpoint_every=0 or resources.workers=1",
+            key="resources.workers",
+        )
     return workers
 
 

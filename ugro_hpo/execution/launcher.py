@@ -182,6 +182,9 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
         "secret_digests": SecretDigests.of_known(),
         "workers": plan.workers,
         "strategy": plan.strategy,
+        # This run's folder in Ray's storage: a group's trial keeps its records in its own
+        # folder there (a reused actor's Tune context names another one, `train_group`).
+        "experiment_storage": f"{plan.ray_storage.rstrip('/')}/{experiment}",
     }
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, spec=spec),

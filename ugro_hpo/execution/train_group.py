@@ -21,7 +21,6 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ugro_hpo.execution.trial_runner import Reporter, TrialTimeout, run_objective
@@ -64,7 +63,7 @@ def run_group(
 
     from ugro_hpo.security.digests import scrub_then_cut
 
-    trial_dir = Path(tune.get_context().get_trial_dir())
+    trial_dir = trial_folder(spec["experiment_storage"], tune.get_context().get_trial_id())
     cpu, gpu = float(context.resources["cpu"]), float(context.resources["gpu"])
     per_worker = {"CPU": cpu, **({"GPU": gpu} if gpu > 0 else {})}
     trainer = TorchTrainer(
@@ -74,7 +73,7 @@ def run_group(
             "context": context,
             "spec": spec,
             "steps": steps,
-            "trial_dir": str(trial_dir),
+            "trial_dir": trial_dir,
         },
         torch_config=TorchConfig(backend="nccl" if gpu > 0 else "gloo"),
         scaling_config=train.ScalingConfig(
@@ -82,7 +81,7 @@ def run_group(
         ),
         run_config=train.RunConfig(
             name="group",
-            storage_path=str(trial_dir),
+            storage_path=trial_dir,
             callbacks=[TuneReportCallback()],  # type: ignore[list-item]  # V2 types it apart
             failure_config=train.FailureConfig(max_failures=0),
         ),
@@ -128,7 +127,7 @@ def worker_loop(config: dict[str, Any]) -> None:
         from ray.train.torch import get_device
 
         torch.cuda.set_device(get_device())  # "cuda" is this rank's own GPU from here on
-    write_rank_record(Path(config["trial_dir"]), rank, world, params)
+    write_rank_record(config["trial_dir"], rank, world, params)
     names_checked = functools.lru_cache(maxsize=1024)(digests.scrub)
     if rank == 0:
         reporter = Reporter(context.metrics, train.report, spec.get("trial_timeout_s"),
@@ -151,11 +150,24 @@ def worker_loop(config: dict[str, Any]) -> None:
         train.report({})
 
 
-def write_rank_record(trial_dir: Path, rank: int, world: int, params: dict[str, Any]) -> None:
-    """``workers/rank_<r>.json`` in the trial's folder: who this rank is and what it trains."""
-    folder = trial_dir / WORKERS_FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
+def trial_folder(experiment_storage: str, trial_id: str) -> str:
+    """The trial's folder in Ray's storage (a path or a bucket URI). Not Tune's
+    ``get_trial_dir()``: in an actor reused for another trial, that names a Ray session's
+    working folder on this node instead."""
+    from ugro_hpo.optimize.checkpoints import trial_dir_name
+
+    return f"{experiment_storage}/{trial_dir_name(trial_id)}"
+
+
+def write_rank_record(trial_dir: str, rank: int, world: int, params: dict[str, Any]) -> None:
+    """``workers/rank_<r>.json`` in the trial's folder (a path or a bucket, through pyarrow's
+    file systems, which Ray's storage uses too): who this rank is and what it trains."""
+    from pyarrow import fs
+
+    filesystem, folder = fs.FileSystem.from_uri(f"{trial_dir}/{WORKERS_FOLDER}")
+    filesystem.create_dir(folder, recursive=True)
     record = {"rank": rank, "world_size": world, "pid": os.getpid(), "params": params}
-    partial = folder / f".rank_{rank}.json.part"
-    partial.write_text(json.dumps(record, sort_keys=True, default=str))
-    partial.replace(folder / f"rank_{rank}.json")
+    partial = f"{folder}/.rank_{rank}.json.part"
+    with filesystem.open_output_stream(partial) as stream:
+        stream.write(json.dumps(record, sort_keys=True, default=str).encode())
+    filesystem.move(partial, f"{folder}/rank_{rank}.json")
