@@ -261,8 +261,7 @@ def _stored_resources(value: Any, study_name: str) -> dict[str, float]:
             or not 0 <= amount <= 1024
         ):
             raise ConfigError(
-                f"{where}: stored resources are not valid; the study database may have been "
-                "altered"
+                f"{where}: stored resources are not valid; the study database may have been altered"
             )
         resources[key] = float(amount)
     return resources

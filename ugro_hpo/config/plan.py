@@ -296,7 +296,7 @@ def _workers(raw: Mapping[str, Any], objective: Any) -> int:
             "(several workers per trial need objective=lora)",
             key="resources.workers",
         )
-    if workers > 1 and getattr(objective, "checkpoint_every", 0):
+    if workers > 1 and getattr(objective, "checkpoint_every", None):
         raise ConfigError(
             "a trial of several workers does not save checkpoints yet; set "
             "objective.checkpoint_every=0 or resources.workers=1",
