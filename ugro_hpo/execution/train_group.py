@@ -21,6 +21,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ugro_hpo.execution.trial_runner import Reporter, TrialTimeout, run_objective
@@ -160,14 +161,15 @@ def trial_folder(experiment_storage: str, trial_id: str) -> str:
 
 
 def write_rank_record(trial_dir: str, rank: int, world: int, params: dict[str, Any]) -> None:
-    """``workers/rank_<r>.json`` in the trial's folder (a path or a bucket, through pyarrow's
-    file systems, which Ray's storage uses too): who this rank is and what it trains."""
-    from pyarrow import fs
+    """``workers/rank_<r>.json`` in the trial's folder: who this rank is and what it trains.
+    Only where Ray's storage is a folder (local or shared); in a bucket there is none."""
+    from ugro_hpo.optimize.checkpoints import is_uri
 
-    filesystem, folder = fs.FileSystem.from_uri(f"{trial_dir}/{WORKERS_FOLDER}")
-    filesystem.create_dir(folder, recursive=True)
+    if is_uri(trial_dir):
+        return
+    folder = Path(trial_dir) / WORKERS_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
     record = {"rank": rank, "world_size": world, "pid": os.getpid(), "params": params}
-    partial = f"{folder}/.rank_{rank}.json.part"
-    with filesystem.open_output_stream(partial) as stream:
-        stream.write(json.dumps(record, sort_keys=True, default=str).encode())
-    filesystem.move(partial, f"{folder}/rank_{rank}.json")
+    partial = folder / f".rank_{rank}.json.part"
+    partial.write_text(json.dumps(record, sort_keys=True, default=str))
+    partial.replace(folder / f"rank_{rank}.json")
