@@ -54,6 +54,8 @@ class Plan:
     scheduler_reason: str = ""  # what scheduler=auto chose (empty for other schedulers)
     gpu_auto: bool = False  # resources.gpu: auto, decided by `execution.resources.settle`
     resources_reason: str = ""  # what auto decided from (empty when given as numbers)
+    workers: int = 1  # resources.workers: processes per trial (a Ray Train group above 1)
+    strategy: str = "ddp"  # resources.strategy: how a group trains (ddp or fsdp)
     uses_gpu: bool = False  # what the checked objective said of itself, kept as data
     gpu_only: str | None = None  # why it cannot run without a GPU (a quantised model), or None
     gpu_memory_gib: float | None = None  # its weights' size, when known

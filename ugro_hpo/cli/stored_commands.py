@@ -239,8 +239,21 @@ def _stored_int(config: dict[str, Any], key: str, minimum: int, study_name: str)
 
 
 def _stored_resources(value: Any, study_name: str) -> dict[str, float]:
+    """The trials' CPU and GPU share from the stored config. A group's settings
+    (``workers``, ``strategy``) are checked and left: train-best trains in one process."""
+    from ugro_hpo.config.plan import STRATEGIES
+
     resources = {"cpu": 1.0, "gpu": 0.0}
+    where = f"study {study_name!r}"
     for key, amount in (value or {}).items() if isinstance(value, dict) else [("", None)]:
+        if key == "workers":
+            workers = stored_whole_number(amount, where, "resources.workers", 1)
+            if workers > 1:
+                log.info("the study's trials ran as groups of %d workers; train-best trains in "
+                         "one process", workers)  # fmt: skip
+            continue
+        if key == "strategy" and amount in STRATEGIES:
+            continue
         if (
             key not in resources
             or isinstance(amount, bool)
@@ -248,8 +261,7 @@ def _stored_resources(value: Any, study_name: str) -> dict[str, float]:
             or not 0 <= amount <= 1024
         ):
             raise ConfigError(
-                f"study {study_name!r}: stored resources are not valid; the study database may "
-                "have been altered"
+                f"{where}: stored resources are not valid; the study database may have been altered"
             )
         resources[key] = float(amount)
     return resources

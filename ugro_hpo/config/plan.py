@@ -126,6 +126,8 @@ def plan_and_parts(cfg: Any, run_dir: str | Path, objective: Any = None) -> tupl
         tracking_required=bool((data.get("tracking") or {}).get("required", True)),
         resources=_resources(data["resources"]),
         gpu_auto=data["resources"]["gpu"] == AUTO,
+        workers=_workers(data["resources"], checked_objective),
+        strategy=_strategy(data["resources"]["strategy"]),
         ray_address=_ray_address(data["ray"]["address"]),
         ray_num_cpus=data["ray"]["num_cpus"],
         ray_autoscaler=bool(data["ray"]["autoscaler"]),
@@ -280,6 +282,35 @@ def _resources(raw: Mapping[str, Any]) -> dict[str, float]:
     return resources
 
 
+STRATEGIES = ("ddp", "fsdp")
+
+
+def _workers(raw: Mapping[str, Any], objective: Any) -> int:
+    """``resources.workers``: a whole number >= 1; above 1 only for an objective that can run
+    a trial as a group of processes."""
+    workers = whole_number(raw["workers"], "resources.workers", 1)
+    if workers > 1 and not getattr(objective, "runs_in_groups", False):
+        name = getattr(objective, "name", type(objective).__name__)
+        raise ConfigError(
+            f"objective {name!r} runs each trial as one process; set resources.workers=1 "
+            "(several workers per trial need objective=lora)",
+            key="resources.workers",
+        )
+    if workers > 1 and getattr(objective, "checkpoint_every", None):
+        raise ConfigError(
+            "a trial of several workers does not save checkpoints yet; set "
+            "objective.checkpoint_every=0 or resources.workers=1",
+            key="resources.workers",
+        )
+    return workers
+
+
+def _strategy(value: Any) -> str:
+    if value not in STRATEGIES:
+        raise ConfigError(f"{value!r} is not one of {list(STRATEGIES)}", key="resources.strategy")
+    return str(value)
+
+
 def _warm_start(value: Any, storage: str, study_name: str) -> tuple[tuple[str, str], ...]:
     """``warm_start``: study names, each in this storage or ``name@URL``."""
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -335,7 +366,12 @@ def describe(plan: Plan) -> str:
         + (f"  ({plan.scheduler_reason})" if plan.scheduler_reason else ""),
         "trackers     "
         + (", ".join(f"{n} ({c['_target_']})" for n, c in plan.tracker_specs.items()) or "none"),
-        f"resources    {plan.resources['cpu']:g} cpu, {plan.resources['gpu']:g} gpu per trial"
+        f"resources    {plan.resources['cpu']:g} cpu, {plan.resources['gpu']:g} gpu per "
+        + (
+            f"worker, {plan.workers} workers ({plan.strategy}) per trial"
+            if plan.workers > 1
+            else "trial"
+        )
         + (f"  ({plan.resources_reason})" if plan.resources_reason else ""),
         f"ray          {plan.ray_address or 'a local instance started for this study'}",
         *(

@@ -73,6 +73,14 @@ class ResourcesSettings:
         "GPUs per trial: auto (1 when the machine or Ray cluster has GPUs and the objective "
         "trains on them, else 0) or a number (0.5 puts two trials on one GPU)",
     )
+    workers: int = setting(
+        1,
+        "processes per trial: above 1, each trial is a data-parallel group of that many "
+        "workers (Ray Train), each given resources.cpu and resources.gpu",
+    )
+    strategy: str = setting(
+        "ddp", "how a group of workers trains: ddp (a full copy each) or fsdp (sharded; GPUs only)"
+    )
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any
 
 from ugro_hpo.components import instantiate
 from ugro_hpo.execution.ray_session import ensure_ray
-from ugro_hpo.execution.resources import LOCAL, check_placeable, ray_capacity
+from ugro_hpo.execution.resources import GROUP_DRIVER_CPU, LOCAL, check_placeable, ray_capacity
 from ugro_hpo.optimize import protocol as p
 from ugro_hpo.optimize.samplers import build_sampler
 from ugro_hpo.optimize.storage import OpenedStudy
@@ -62,7 +62,7 @@ def start_ray(plan: Plan) -> None:
     started_here = not plan.ray_address
     ensure_ray(plan)
     if started_here:
-        check_placeable(plan.resources, ray_capacity(LOCAL), plan.ray_autoscaler)
+        check_placeable(plan.resources, ray_capacity(LOCAL), plan.ray_autoscaler, plan.workers)
 
 
 def stop_ray() -> None:
@@ -180,10 +180,19 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
         "metadata": dict(plan.search_space.metadata),
         "trial_timeout_s": plan.trial_timeout_s,
         "secret_digests": SecretDigests.of_known(),
+        "workers": plan.workers,
+        "strategy": plan.strategy,
+        # This run's folder in Ray's storage: a group's trial keeps its records in its own
+        # folder there (a reused actor's Tune context names another one, `train_group`).
+        "experiment_storage": f"{plan.ray_storage.rstrip('/')}/{experiment}",
     }
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, spec=spec),
-        {"cpu": plan.resources["cpu"], "gpu": plan.resources["gpu"]},
+        # A group's workers hold the trial's resources (`train_group`); its Tune trial only
+        # waits for them.
+        {"cpu": plan.resources["cpu"], "gpu": plan.resources["gpu"]}
+        if plan.workers == 1
+        else {"cpu": GROUP_DRIVER_CPU, "gpu": 0},
     )
     if plan.ray_storage == str(plan.ray_dir):  # a local or shared folder, not a bucket
         plan.ray_dir.mkdir(parents=True, exist_ok=True)

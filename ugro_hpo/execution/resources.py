@@ -11,6 +11,7 @@ nodes on demand (``ray.autoscaler=true``) may grow into a request, so it is not 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -23,6 +24,9 @@ from ugro_hpo.study_plan import Plan
 
 log = logging.getLogger(__name__)
 LOCAL = "this machine"
+GROUP_DRIVER_CPU = 0.01
+"""What the Tune trial of a group (``resources.workers`` above 1) holds: it only waits for its
+workers, but Ray places no trial that asks for nothing."""
 _DEVICE_NODE = re.compile(r"nvidia(\d+)")
 
 
@@ -38,8 +42,42 @@ class Capacity:
     def gpus(self) -> float:
         return sum(gpus for _, gpus in self.nodes)
 
-    def fits(self, cpu: float, gpu: float) -> bool:
-        return any(cpus >= cpu and gpus >= gpu for cpus, gpus in self.nodes)
+    def fits(self, cpu: float, gpu: float, workers: int = 1) -> bool:
+        """Can one trial of ``workers`` processes, each asking for ``cpu`` and ``gpu``, be
+        placed (a group's workers may be spread over nodes)?"""
+        if workers == 1:
+            return any(cpus >= cpu and gpus >= gpu for cpus, gpus in self.nodes)
+        return self.worker_slots(cpu, gpu) >= workers
+
+    def worker_slots(self, cpu: float, gpu: float) -> int:
+        """How many processes asking for ``cpu`` and ``gpu`` the nodes hold at once."""
+        slots = 0
+        for cpus, gpus in self.nodes:
+            fit = [math.floor(have / need + 1e-9) for have, need in ((cpus, cpu), (gpus, gpu))
+                   if need > 0]  # fmt: skip
+            slots += min(fit) if fit else 0
+        return slots
+
+    def trials_at_once(self, cpu: float, gpu: float, workers: int = 1) -> int:
+        """How many trials of ``workers`` processes each run at the same time (a group's
+        trial also holds `GROUP_DRIVER_CPU`)."""
+        if workers == 1:
+            return self.worker_slots(cpu, gpu)
+        trials = 0
+        while self._holds(cpu, gpu, workers, trials + 1):
+            trials += 1
+        return trials
+
+    def _holds(self, cpu: float, gpu: float, workers: int, trials: int) -> bool:
+        """Do the nodes hold ``trials`` groups (their drivers placed first, on the roomiest)?"""
+        nodes = sorted(([c, g] for c, g in self.nodes), reverse=True)
+        for _ in range(trials):
+            nodes[0][0] -= GROUP_DRIVER_CPU
+            if nodes[0][0] < 0:
+                return False
+        return Capacity(tuple((c, g) for c, g in nodes), self.where).worker_slots(cpu, gpu) >= (
+            workers * trials
+        )
 
     def describe(self) -> str:
         cpus = sum(cpus for cpus, _ in self.nodes)
@@ -160,7 +198,14 @@ def settle(plan: Plan, capacity: Capacity, autoscaler: bool = False) -> Plan:
             f"{needs}, and trials get no GPU ({why}); run it where there is one "
             "(resources.gpu=auto or 1), or choose a model that is not quantised"
         )
-    check_placeable(resources, capacity, autoscaler)
+    if plan.workers > 1 and plan.strategy == "fsdp" and resources["gpu"] <= 0:
+        raise ConfigError(
+            "fsdp shards the model over GPUs and trials get none here; use "
+            "resources.strategy=ddp, or give each worker a GPU (resources.gpu=1)",
+            key="resources.strategy",
+        )
+    check_placeable(resources, capacity, autoscaler, plan.workers)
+    reason = _at_once_note(plan, resources, capacity, autoscaler, reason)
     warning = _memory_warning(plan.gpu_memory_gib, resources["gpu"], capacity.gpu_memory_gib)
     if warning:
         log.warning("%s", warning)
@@ -182,10 +227,37 @@ def _memory_warning(needs: float | None, gpu: float, card_gib: float | None) -> 
     )
 
 
-def check_placeable(resources: Mapping[str, float], capacity: Capacity, autoscaler: bool) -> None:
-    """A one-line error when no node has what one trial asks for (Ray would wait for ever)."""
-    if not autoscaler and not capacity.fits(resources["cpu"], resources["gpu"]):
-        raise ConfigError(_unplaceable(resources, capacity))
+def _at_once_note(
+    plan: Plan, resources: Mapping[str, float], capacity: Capacity, autoscaler: bool, reason: str
+) -> str:
+    """With several workers per trial, say how many trials run at once when fewer than
+    ``parallel_jobs`` fit (each trial holds ``workers`` times a worker's resources)."""
+    if plan.workers == 1 or autoscaler:
+        return reason
+    at_once = capacity.trials_at_once(resources["cpu"], resources["gpu"], plan.workers)
+    if at_once >= plan.parallel_jobs:
+        return reason
+    note = (f"{at_once} trial(s) of {plan.workers} workers fit at once "
+            f"({capacity.describe()}), not parallel_jobs={plan.parallel_jobs}")  # fmt: skip
+    log.info("%s", note)
+    return f"{reason}; {note}" if reason else note
+
+
+def check_placeable(
+    resources: Mapping[str, float], capacity: Capacity, autoscaler: bool, workers: int = 1
+) -> None:
+    """A one-line error when no node has what one trial asks for, or the nodes together
+    cannot hold a trial's ``workers`` processes (Ray would wait for ever)."""
+    if autoscaler or capacity.fits(resources["cpu"], resources["gpu"], workers):
+        return
+    if workers > 1 and capacity.fits(resources["cpu"], resources["gpu"]):
+        slots = capacity.worker_slots(resources["cpu"], resources["gpu"])
+        raise ConfigError(
+            f"resources.workers={workers}: a trial needs {workers} workers of "
+            f"{resources['cpu']:g} cpu and {resources['gpu']:g} gpu, and {capacity.describe()} "
+            f"(room for {slots}); lower resources.workers, resources.cpu or resources.gpu"
+        )
+    raise ConfigError(_unplaceable(resources, capacity))
 
 
 def _unplaceable(resources: Mapping[str, float], capacity: Capacity) -> str:

@@ -60,7 +60,14 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
         metadata=spec.get("metadata", {}),
         checkpoint=resumed_from,
         resumed_from_step=resumed_step,
+        **{key: spec[key] for key in ("workers", "strategy") if key in spec},
     )
+    if context.workers > 1:  # a data-parallel group of processes (Ray Train) runs this trial
+        from ugro_hpo.execution.train_group import TrialSteps, run_group
+
+        run_group(params, context, spec, TrialSteps(_objective, _scrub_output, release_memory,
+                                                    _describe, MAX_ERROR))  # fmt: skip
+        return
     names_checked = functools.lru_cache(maxsize=1024)(digests.scrub)  # a name is checked once
     reporter = Reporter(metrics, tune.report, spec.get("trial_timeout_s"), names_checked,
                         checkpoint_sink=report_checkpoint)  # fmt: skip

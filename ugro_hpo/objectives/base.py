@@ -38,6 +38,8 @@ class TrialContext:
     metadata: Mapping[str, Any] = field(default_factory=dict)  # the search space's metadata
     checkpoint: str | None = None  # a local folder an interrupted run of these params saved
     resumed_from_step: int = 0  # the step that checkpoint was reported at (0: a fresh start)
+    workers: int = 1  # processes training this trial together (resources.workers)
+    strategy: str = "ddp"  # how they train together (resources.strategy)
 
     def evaluation_steps(self) -> list[int]:
         """Steps at which to evaluate and report: every eval_every steps, and the last one."""
@@ -65,6 +67,8 @@ class Objective(ABC):
     """Why it cannot run without a GPU at all (a 4-bit model), or None."""
     gpu_memory_gib: float | None = None
     """GPU memory its weights alone need (a warning when a trial's share is smaller), or None."""
+    runs_in_groups: bool = False
+    """Can a trial run as a group of several processes (``resources.workers`` above 1)?"""
 
     def check(self, space: SearchSpace) -> None:
         """Refuse a search space that names a knob or metric this objective does not have."""

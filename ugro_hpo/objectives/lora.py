@@ -37,6 +37,7 @@ class LoraObjective(Objective):
     metrics = GENERATION_METRICS | {"eval_loss", "eval_perplexity", "eval_token_accuracy",
                                      "train_loss"}  # fmt: skip
     uses_gpu = True
+    runs_in_groups = True  # resources.workers > 1: `lora.distributed`
 
     def __init__(
         self,
@@ -174,7 +175,12 @@ class LoraObjective(Objective):
         )
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        metrics = train(model, hp, run, report)
+        if context.workers > 1:  # one rank of a data-parallel group (resources.workers)
+            from ugro_hpo.lora.distributed import train_in_group
+
+            metrics, model = train_in_group(model, hp, run, report, context.strategy)
+        else:
+            metrics = train(model, hp, run, report)
         if self.generate_eval_n:
             from ugro_hpo.lora.generation import generation_metrics
 
@@ -183,7 +189,7 @@ class LoraObjective(Objective):
                                               self.generate_max_new_tokens))  # fmt: skip
         if device == "cuda":  # what a trial needs, to decide how many share a card
             metrics["gpu_memory_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
-        if self.save_adapter:
+        if self.save_adapter and (context.workers == 1 or _main_rank()):
             from ugro_hpo.lora.adapters import save_adapter
 
             save_adapter(model, context, metrics["eval_loss"], keep=self.keep_adapters)
@@ -219,3 +225,9 @@ def trial_device(resources: Mapping[str, float]) -> str:
     if gpu < 1:
         torch.cuda.set_per_process_memory_fraction(gpu)
     return "cuda"
+
+
+def _main_rank() -> bool:
+    from ugro_hpo.lora.distributed import is_main_rank
+
+    return is_main_rank()
