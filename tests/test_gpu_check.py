@@ -162,3 +162,24 @@ def test_a_leak_shows_as_growth_and_one_missed_low_phase_does_not() -> None:
 def test_trials_at_once_and_per_hour() -> None:
     assert observe.most_overlapping([(0, 4), (1, 5), (2, 6), (3, 7), (4, 8)]) == 4
     assert observe.per_hour(8, 40.0) == 720
+
+
+def test_only_a_two_gpu_test_on_a_smaller_machine_is_a_skip_that_passes(tmp_path: Path) -> None:
+    """gpu_tests reads pytest's own JUnit report: a test that needs two GPUs is not
+    applicable on a machine with one; any other skip still counts as a failure."""
+    (tmp_path / "test_some.py").write_text(
+        "import pytest\n"
+        "def test_runs():\n    pass\n"
+        "def test_group():\n    pytest.skip('needs 2 CUDA devices; this machine has 1')\n"
+        "def test_missing():\n    pytest.skip('needs a CUDA device: none')\n"
+    )
+    report = tmp_path / "report.xml"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           f"--junitxml={report}", str(tmp_path / "test_some.py")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout
+    cases = observe.junit_cases(report)
+    assert {n: c["outcome"] for n, c in cases.items()} == {
+        "test_runs": "passed", "test_group": "skipped", "test_missing": "skipped"
+    }  # fmt: skip
+    assert observe.skipped_for(cases, "needs 2 CUDA devices") == {"test_group"}

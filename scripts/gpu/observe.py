@@ -10,7 +10,9 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from pathlib import Path
 
 QUERY = (
     "nvidia-smi",
@@ -169,3 +171,20 @@ def most_overlapping(intervals: list[tuple[float, float]]) -> int:
 
 def per_hour(trials: int, seconds: float) -> float:
     return trials / seconds * 3600 if seconds > 0 else 0.0
+
+
+def junit_cases(report: Path) -> dict[str, dict[str, str]]:
+    """Each test of a pytest JUnit XML report: passed, failure, error or skipped, and why."""
+    cases = {}
+    for case in ET.parse(report).iter("testcase"):
+        ended = [child for child in case if child.tag in ("failure", "error", "skipped")]
+        cases[case.get("name", "?")] = {
+            "outcome": ended[0].tag if ended else "passed",
+            "message": ended[0].get("message", "")[:200] if ended else "",
+        }
+    return cases
+
+
+def skipped_for(cases: dict[str, dict[str, str]], reason: str) -> set[str]:
+    """The tests skipped with ``reason`` in their message."""
+    return {n for n, c in cases.items() if c["outcome"] == "skipped" and reason in c["message"]}

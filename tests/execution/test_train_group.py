@@ -117,14 +117,16 @@ def _gone(pids: list[int], within_s: float = 120.0) -> list[int]:
     return [p for p in pids if _alive(p)]
 
 
-@pytest.mark.slow
-def test_a_two_worker_lora_study_on_cpu(study, lora_overrides, tmp_path: Path) -> None:
+def _two_worker_study(study, lora_overrides, tmp_path: Path, gpu: str) -> list[dict]:
+    """A 3-trial ASHA study of 2-worker groups, checked as the issue asks: both ranks of a
+    trial train with its parameters, one result stream per trial, ASHA stops one group, and
+    no process of any group is left. Returns every rank's record."""
     untracked = [o for o in lora_overrides if not o.startswith("tracking=")]
     result = study(*untracked, "tracking=wandb", "wandb.project=groups", "wandb.mode=offline",
                    f"search_space_file={FIXTURES / 'two_rates_lora.yaml'}",
                    "search=grid", "n_trials=3", "parallel_jobs=1", "max_steps=6", "eval_every=2",
                    "dataset.seq_len=32", "resources.workers=2", "resources.cpu=0.45",
-                   "resources.gpu=0", "scheduler=asha")  # fmt: skip
+                   f"resources.gpu={gpu}", "scheduler=asha")  # fmt: skip
     # The defaults (3e-3) run first; the grid then proposes each of its two points once, so
     # the far too large rate always meets a rung that a good trial has already reached.
     good = [r for r in result.records if r.params["learning_rate"] == 3e-3]
@@ -138,14 +140,14 @@ def test_a_two_worker_lora_study_on_cpu(study, lora_overrides, tmp_path: Path) -
     by_folder = {f"trial_{t.user_attrs['ray_trial_id']}": t for t in stored.trials}
     runs = {r.config["trial_number"]: r for r in read_runs(tmp_path / "outputs" / "wandb")}
     assert sorted(runs) == sorted(t.number for t in stored.trials)  # one W&B run per trial
-    pids = []
+    records = []
     for trial_dir in trial_dirs:
         ranks = [json.loads((trial_dir / "workers" / f"rank_{r}.json").read_text()) for r in (0, 1)]
         # (a) both ranks of a trial train with the one set of parameters sampled for it
         assert [r["rank"] for r in ranks] == [0, 1] and {r["world_size"] for r in ranks} == {2}
         assert ranks[0]["params"] == ranks[1]["params"] == by_folder[trial_dir.name].params
         assert ranks[0]["pid"] != ranks[1]["pid"]
-        pids += [r["pid"] for r in ranks]
+        records += ranks
         # (b) one result stream per trial: each evaluation once, in step order, in the study
         # and in the trial's W&B run
         trial = by_folder[trial_dir.name]
@@ -154,7 +156,53 @@ def test_a_two_worker_lora_study_on_cpu(study, lora_overrides, tmp_path: Path) -
         logged = [row["_step"] for row in runs[trial.number].history if "eval_loss" in row]
         assert logged == steps, logged
     # (c) + (d) the stopped group and the finished one leave no process behind
-    assert _gone(pids) == []
+    assert _gone([r["pid"] for r in records]) == []
+    return records
+
+
+@pytest.mark.slow
+def test_a_two_worker_lora_study_on_cpu(study, lora_overrides, tmp_path: Path) -> None:
+    records = _two_worker_study(study, lora_overrides, tmp_path, gpu="0")
+    assert {r["device"] for r in records} == {"cpu"}
+
+
+def _cuda_devices() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _gpu_pids() -> set[int]:
+    """Processes nvidia-smi lists as holding GPU memory (none listed in some containers)."""
+    import subprocess
+
+    listed = subprocess.run(["nvidia-smi", "--query-compute-apps=pid", "--format=csv,noheader"],
+                            capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
+    return {int(line) for line in listed.stdout.split() if line.strip().isdigit()}
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_a_two_worker_group_on_two_gpus_leaves_no_memory_held(
+    study, lora_overrides, tmp_path: Path
+) -> None:
+    """The same study with one GPU per worker: the ranks of a group train on two GPUs (NCCL),
+    and once stopped or finished no rank holds GPU memory."""
+    if _cuda_devices() < 2:
+        pytest.skip(f"needs 2 CUDA devices; this machine has {_cuda_devices()}")
+    records = _two_worker_study(study, lora_overrides, tmp_path, gpu="1")
+    for first, second in zip(records[::2], records[1::2], strict=True):
+        assert first["device"].startswith("cuda:") and first["device"] != second["device"]
+    assert not {r["pid"] for r in records} & _gpu_pids()
+
+
+def test_a_rank_names_the_node_s_gpu_it_trains_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ugro_hpo.execution.train_group import physical_gpu
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
+    assert (physical_gpu(0), physical_gpu(1)) == ("cuda:4", "cuda:6")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert physical_gpu(1) == "cuda:1"
 
 
 def test_a_rank_s_failure_keeps_its_text_and_step_through_ray() -> None:

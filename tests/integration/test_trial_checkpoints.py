@@ -19,15 +19,18 @@ from conftest import run_cli
 
 pytestmark = pytest.mark.integration
 
-# Both runs train on the same CPU with the same thread count, and the resumed one puts back
-# torch's, Python's and NumPy's generators and the batch stream's position: the eval losses
-# agree to float32 rounding (measured: identical); the tolerance allows for that rounding.
-TOLERANCE = 1e-5
+# Both runs train on the same device, and the resumed one puts back torch's (CPU and CUDA),
+# Python's and NumPy's generators and the batch stream's position. On the CPU, with the same
+# thread count, the eval losses agree to float32 rounding (measured: identical). On a GPU,
+# CUDA's atomic adds (the embedding's backward) do not promise the same sums from run to run,
+# so the tolerance is wider there.
+TOLERANCE = {"cpu": 1e-5, "gpu": 1e-3}
 STEPS = 60
 
 
-def _study(name: str, ray_address: str, lora_overrides: list[str]) -> list[str]:
-    return [*lora_overrides, f"study_name={name}", f"ray.address={ray_address}", "n_trials=1",
+def _study(name: str, ray_address: str, lora_overrides: list[str], device: str) -> list[str]:
+    return [*lora_overrides, f"resources.gpu={1 if device == 'gpu' else 0}", f"study_name={name}",
+            f"ray.address={ray_address}", "n_trials=1",
             "parallel_jobs=1", f"max_steps={STEPS}", "eval_every=5", "objective.checkpoint_every=5",
             "dataset.seq_len=64", "scheduler=fifo", "report=false"]  # fmt: skip
 
@@ -62,10 +65,11 @@ def _trials_csv(tmp_path: Path, name: str) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("device", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
 def test_a_killed_trial_continues_from_its_checkpoint_on_the_rerun(
-    tmp_path: Path, ray_address: str, lora_overrides: list[str]
+    tmp_path: Path, ray_address: str, lora_overrides: list[str], device: str
 ) -> None:
-    args = _study("crash", ray_address, lora_overrides)
+    args = _study("crash", ray_address, lora_overrides, device)
     db = tmp_path / "outputs" / "studies.db"
     ray_dir = tmp_path / "outputs" / "ray" / "crash"
     driver = subprocess.Popen([sys.executable, "-m", "ugro_hpo", *args], cwd=tmp_path,
@@ -98,11 +102,13 @@ def test_a_killed_trial_continues_from_its_checkpoint_on_the_rerun(
     summary = json.loads(summary_path.read_text())
     assert summary["resumed_from_step"] == {retry["number"]: recorded}
 
-    straight = run_cli(*_study("straight", ray_address, lora_overrides), cwd=tmp_path, timeout=600)
+    straight = run_cli(
+        *_study("straight", ray_address, lora_overrides, device), cwd=tmp_path, timeout=600
+    )
     assert straight.returncode == 0, straight.stderr[-3000:]
     (uninterrupted,) = _trials_csv(tmp_path, "straight")
     assert uninterrupted["lora_r"] == retry["lora_r"]
     assert float(retry["eval_loss"]) == pytest.approx(float(uninterrupted["eval_loss"]),
-                                                      abs=TOLERANCE)  # fmt: skip
+                                                      abs=TOLERANCE[device])  # fmt: skip
     print("resumed from step", recorded, "eval_loss", retry["eval_loss"], "uninterrupted",
           uninterrupted["eval_loss"])  # fmt: skip

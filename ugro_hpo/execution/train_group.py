@@ -123,12 +123,14 @@ def worker_loop(config: dict[str, Any]) -> None:
     digests = spec["secret_digests"]
     steps.scrub_output(digests)
     rank, world = train.get_context().get_world_rank(), train.get_context().get_world_size()
+    device = "cpu"
     if float(context.resources["gpu"]) > 0:
         import torch
         from ray.train.torch import get_device
 
         torch.cuda.set_device(get_device())  # "cuda" is this rank's own GPU from here on
-    write_rank_record(config["trial_dir"], rank, world, params)
+        device = physical_gpu(torch.cuda.current_device())
+    write_rank_record(config["trial_dir"], rank, world, params, device)
     names_checked = functools.lru_cache(maxsize=1024)(digests.scrub)
     if rank == 0:
         reporter = Reporter(context.metrics, train.report, spec.get("trial_timeout_s"),
@@ -160,16 +162,27 @@ def trial_folder(experiment_storage: str, trial_id: str) -> str:
     return f"{experiment_storage}/{trial_dir_name(trial_id)}"
 
 
-def write_rank_record(trial_dir: str, rank: int, world: int, params: dict[str, Any]) -> None:
-    """``workers/rank_<r>.json`` in the trial's folder: who this rank is and what it trains.
-    Only where Ray's storage is a folder (local or shared); in a bucket there is none."""
+def physical_gpu(index: int) -> str:
+    """The GPU this process's CUDA device ``index`` is, as the node names it (Ray sets
+    CUDA_VISIBLE_DEVICES to the group's GPUs on the node): ``cuda:<id>``."""
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return f"cuda:{visible[index] if index < len(visible) else index}"
+
+
+def write_rank_record(
+    trial_dir: str, rank: int, world: int, params: dict[str, Any], device: str = "cpu"
+) -> None:
+    """``workers/rank_<r>.json`` in the trial's folder: who this rank is, where it runs and
+    what it trains. Only where Ray's storage is a folder (local or shared); in a bucket there
+    is none."""
     from ugro_hpo.optimize.checkpoints import is_uri
 
     if is_uri(trial_dir):
         return
     folder = Path(trial_dir) / WORKERS_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    record = {"rank": rank, "world_size": world, "pid": os.getpid(), "params": params}
+    record = {"rank": rank, "world_size": world, "pid": os.getpid(), "device": device,
+              "params": params}  # fmt: skip
     partial = folder / f".rank_{rank}.json.part"
     partial.write_text(json.dumps(record, sort_keys=True, default=str))
     partial.replace(folder / f"rank_{rank}.json")
