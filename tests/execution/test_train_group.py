@@ -47,10 +47,9 @@ def test_an_objective_of_one_process_refuses_several_workers(compose, tmp_path: 
         plan_of(compose, tmp_path, *QUICK, "resources.workers=2")
 
 
-def test_checkpoints_in_a_group_are_refused(compose, tmp_path: Path, lora_overrides) -> None:
+def test_checkpoints_in_a_group_are_refused(compose, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"resources\.workers.*checkpoint_every=0"):
-        plan_of(compose, tmp_path, *lora_overrides, "resources.workers=2",
-                "objective.checkpoint_every=5")  # fmt: skip
+        plan_of(compose, tmp_path, "resources.workers=2", "objective.checkpoint_every=5")
 
 
 def test_an_unknown_strategy_is_refused(compose, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Whole SFT studies: chat, Alpaca and the offline Q&A set, their metrics in every record."""
+"""Whole SFT studies: chat, Alpaca and the offline Q&A set, their metrics in every record.
+The Q&A study runs in the default suite; the others, whole studies too, with the slow ones."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def trials_csv(result) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow  # a whole study; the data's handling has its unit tests (test_sft_data)
 def test_a_chat_study_runs_on_a_jsonl_of_messages(study, tiny_overrides, tmp_path: Path) -> None:
     chats = tmp_path / "chats.jsonl"
     shutil.copy(SFT / "chats.jsonl", chats)
@@ -39,6 +41,7 @@ def test_a_chat_study_runs_on_a_jsonl_of_messages(study, tiny_overrides, tmp_pat
     )
 
 
+@pytest.mark.slow  # a whole study; the data's handling has its unit tests (test_sft_data)
 def test_an_alpaca_study_runs_and_its_loss_is_on_the_responses(study, tiny_overrides) -> None:
     common = [*tiny_overrides, "dataset=instruction", "dataset.template=alpaca",
               f"dataset.path={SFT / 'alpaca.jsonl'}", "n_trials=1", "max_steps=4", "eval_every=2",
@@ -90,6 +93,7 @@ def test_pydoc_qa_runs_offline_with_exact_match_as_an_objective_tracked_everywhe
     assert all(0.0 <= float(r["eval_token_accuracy"]) <= 1.0 for r in rows)
 
 
+@pytest.mark.slow  # a whole study; the data's handling has its unit tests (test_sft_data)
 def test_a_packed_study_trains(study, tiny_overrides) -> None:
     result = study(*tiny_overrides, "dataset=pydoc_qa", "dataset.packing=true",
                    "dataset.max_train_examples=128", "n_trials=1", "max_steps=2", "eval_every=2",
