@@ -120,7 +120,10 @@ def _two_worker_study(study, lora_overrides, tmp_path: Path, gpu: str) -> list[d
     """A 3-trial ASHA study of 2-worker groups, checked as the issue asks: both ranks of a
     trial train with its parameters, one result stream per trial, ASHA stops one group, and
     no process of any group is left. Returns every rank's record."""
+    from ray.util.placement_group import placement_group_table
+
     untracked = [o for o in lora_overrides if not o.startswith("tracking=")]
+    before = set(placement_group_table())
     result = study(*untracked, "tracking=wandb", "wandb.project=groups", "wandb.mode=offline",
                    f"search_space_file={FIXTURES / 'two_rates_lora.yaml'}",
                    "search=grid", "n_trials=3", "parallel_jobs=1", "max_steps=6", "eval_every=2",
@@ -154,8 +157,16 @@ def _two_worker_study(study, lora_overrides, tmp_path: Path, gpu: str) -> list[d
         assert sorted(trial.intermediate_values) == steps
         logged = [row["_step"] for row in runs[trial.number].history if "eval_loss" in row]
         assert logged == steps, logged
-    # (c) + (d) the stopped group and the finished one leave no process behind
+    # (c) + (d) the stopped group and the finished one leave no process behind, and no
+    # reserved CPU or GPU: each group's placement group is removed, the stopped one's too
     assert _gone([r["pid"] for r in records]) == []
+    groups = {
+        k: v
+        for k, v in placement_group_table().items()
+        if k not in before and len(v["bundles"]) == 2
+    }
+    assert len(groups) == len(result.records)
+    assert {v["state"] for v in groups.values()} == {"REMOVED"}, groups
     return records
 
 

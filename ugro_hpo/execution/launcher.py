@@ -113,6 +113,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
+    from ugro_hpo.execution.group_release import GroupRelease
     from ugro_hpo.execution.progress import Progress
     from ugro_hpo.execution.ray_compat import GuardedSearch
     from ugro_hpo.execution.run_control import FailureStreak, Heartbeat, InterruptWatch, RunStopper
@@ -208,6 +209,9 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
     # What Tune builds from a Searcher and max_concurrent_trials, built here so that a trial
     # Tune drops is reported through the limiter like every other ending (see lost_trials).
     search = GuardedSearch(ConcurrencyLimiter(searcher, max_concurrent=plan.parallel_jobs))
+    callbacks = list(components.ray_callbacks)
+    if plan.workers > 1:  # a stopped group's CPUs and GPUs go back as soon as its trial ends
+        callbacks.append(GroupRelease())
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -223,7 +227,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
             storage_path=plan.ray_storage,
             # A trial's last checkpoint is all a rerun needs (`optimize.checkpoints`).
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=components.ray_callbacks or None,
+            callbacks=callbacks or None,
             stop=stopper,
             verbose=min(max(plan.verbose - 1, 0), 3),
             failure_config=tune.FailureConfig(max_failures=plan.max_failures),

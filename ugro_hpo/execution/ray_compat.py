@@ -11,13 +11,22 @@
   warns at every local start about the local cluster's default token, which we do not use.
   `quiet_ray_loggers` sets it (and two public loggers) to ERROR; if Ray renames it, the warning
   comes back and nothing else changes.
+- ``DataParallelTrainer._create_default_callbacks``, overridden by `group_trainer`: it adds
+  Ray Train's ``PlacementGroupCleanerCallback``, a detached actor that removes a group's
+  placement group once its controller is gone. It asks Ray's state API, which needs the
+  dashboard; we start Ray without one (and a cluster may run without one), so after a
+  scheduler's stop it polls for ever and the group's CPUs and GPUs stay reserved for the rest
+  of the study. We leave it out and remove the group's placement group ourselves
+  (`group_release`).
 
-`tests/execution/test_lost_trials.py` drives `GuardedSearch` with Tune's own Experiment, Trial and
+`tests/execution/test_group_release.py` checks that the callback is still made, under that name,
+and left out of ours. `tests/execution/test_lost_trials.py` drives `GuardedSearch` with Tune's own Experiment, Trial and
 ConcurrencyLimiter, so it fails when Ray changes the method it overrides.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -72,3 +81,20 @@ class GuardedSearch(SearchGenerator):
                 log.warning("trial %s failed: %s", trial_id, LOST)
                 result = {p.RESULT_STATE: p.Outcome.FAILED.value, p.RESULT_ERROR: LOST}
                 self.on_trial_complete(trial_id, result=result, error=True)
+
+
+CLEANER = "PlacementGroupCleanerCallback"  # Ray Train's, left out of a group's trainer
+
+
+@functools.cache
+def group_trainer() -> type:
+    """Ray Train's `TorchTrainer` without its placement group cleaner (see the module's
+    docstring): `group_release` removes the group's placement group when its trial ends."""
+    from ray.train.torch import TorchTrainer
+
+    class GroupTrainer(TorchTrainer):
+        def _create_default_callbacks(self) -> list[Any]:
+            made = super()._create_default_callbacks()  # type: ignore[misc]  # Train V2's
+            return [c for c in made if type(c).__name__ != CLEANER]
+
+    return GroupTrainer

@@ -7,8 +7,9 @@ reports to the trial. Every rank runs the objective with the parameters sampled 
 driver, for this trial; only rank 0's reports (checked by the same `Reporter` as a one-process
 trial's) form the trial's result stream: the other ranks join each report with an empty one,
 because a Ray Train report is a step every worker takes together. A failure on any rank ends
-the group (``max_failures=0``) and fails the trial with that rank's error; a scheduler's stop ends the trial's actor, and with it the
-Train controller and every worker it owns.
+the group (``max_failures=0``) and fails the trial with that rank's error; a scheduler's stop ends
+the trial, and the driver then removes the group's placement group, which ends every worker in
+it (`group_release`).
 
 Each rank writes ``workers/rank_<r>.json`` into the trial's folder: its rank, the group's size,
 its process id and the parameters it was handed.
@@ -59,15 +60,16 @@ def run_group(
 ) -> None:
     """Run the trial as ``context.workers`` processes and report how it ended to Tune."""
     from ray import train, tune
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from ugro_hpo.execution.ray_compat import group_trainer
     from ugro_hpo.security.digests import scrub_then_cut
 
     trial_dir = trial_folder(spec["experiment_storage"], tune.get_context().get_trial_id())
     cpu, gpu = float(context.resources["cpu"]), float(context.resources["gpu"])
     per_worker = {"CPU": cpu, **({"GPU": gpu} if gpu > 0 else {})}
-    trainer = TorchTrainer(
+    trainer = group_trainer()(
         worker_loop,
         train_loop_config={
             "params": params,
@@ -116,6 +118,7 @@ def first_failure(exc: BaseException) -> BaseException:
 
 def worker_loop(config: dict[str, Any]) -> None:
     """What each rank runs: the objective, with the trial's parameters, in Ray Train's group."""
+    import ray
     from ray import train
 
     spec, context, steps = config["spec"], config["context"], config["steps"]
@@ -132,11 +135,16 @@ def worker_loop(config: dict[str, Any]) -> None:
         device = physical_gpu(torch.cuda.current_device())
     write_rank_record(config["trial_dir"], rank, world, params, device)
     names_checked = functools.lru_cache(maxsize=1024)(digests.scrub)
-    if rank == 0:
-        reporter = Reporter(context.metrics, train.report, spec.get("trial_timeout_s"),
-                            names_checked)  # fmt: skip
-    else:
-        reporter = Reporter(context.metrics, lambda _: train.report({}), None, names_checked)
+    # Rank 0's reports are the trial's, and each names the group's placement group, which the
+    # driver removes when the trial ends (`group_release`); the other ranks join with nothing.
+    placement = ray.util.get_current_placement_group()
+    group = {p.GROUP_PLACEMENT: placement.id.hex()} if placement is not None else {}
+
+    def report(metrics: dict[str, Any]) -> None:
+        train.report({**metrics, **group} if rank == 0 else {})
+
+    reporter = Reporter(context.metrics, report, spec.get("trial_timeout_s") if rank == 0 else None,
+                        names_checked)  # fmt: skip
     try:
         final = run_objective(steps.objective(spec["objective"]), params, context, reporter,
                               names_checked)  # fmt: skip
@@ -146,11 +154,8 @@ def worker_loop(config: dict[str, Any]) -> None:
         raise GroupFailure(steps.describe(exc), reporter.last_step) from None
     finally:
         steps.release_memory()
-    if rank == 0:
-        state = p.Outcome.COMPLETE.value
-        train.report({**final, p.STEP: max(reporter.last_step, 1), p.RESULT_STATE: state})
-    else:
-        train.report({})
+    state = p.Outcome.COMPLETE.value
+    report({**final, p.STEP: max(reporter.last_step, 1), p.RESULT_STATE: state})
 
 
 def trial_folder(experiment_storage: str, trial_id: str) -> str:

@@ -40,7 +40,9 @@ STEP = "step"
 RESULT_STATE = "ugro_state"
 RESULT_ERROR = "ugro_error"
 RESULT_REASON = "ugro_reason"
-RESULT_KEYS = frozenset({STEP, RESULT_STATE, RESULT_ERROR, RESULT_REASON})
+GROUP_PLACEMENT = "ugro_group"
+"""A group's trial (``resources.workers`` above 1): its workers' placement group, by id."""
+RESULT_KEYS = frozenset({STEP, RESULT_STATE, RESULT_ERROR, RESULT_REASON, GROUP_PLACEMENT})
 CONFIG_EXTRAS = "__ugro__"
 """Key of the extras the searcher adds to a trial's config (its number); never a parameter."""
 
