@@ -30,6 +30,9 @@ _.on_multirun_end
 
 # Ray Tune calls these on our subclasses.
 _.stop_all  # Stopper.stop_all, once per loop of Tune's controller
+_.on_trial_error  # Callback hooks (execution/group_release.py)
+_.on_experiment_end
+iteration  # a Callback hook's argument, which Tune passes by keyword
 
 # Called by a library through a name we set.
 _.pre_tokenizer  # tokenizers reads the attribute we assign
