@@ -273,6 +273,6 @@ def _status(ran: int, n_trials: int, outcome: Any) -> str:
     """complete, or why not: interrupted, stopped (failures), budget, time_budget, incomplete."""
     if ran >= n_trials:
         return "complete"
-    if outcome is not None and outcome.status != "complete":
-        return str(outcome.status)
+    if outcome is not None and (outcome.status != "complete" or outcome.reason):
+        return str(outcome.status)  # complete with a reason: nothing was left to run
     return "incomplete"

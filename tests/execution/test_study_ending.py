@@ -74,3 +74,10 @@ def test_the_time_budget_ends_it_once_spent() -> None:
         "time_budget", "time_budget_s=8 reached"
     )
     assert _ending(time_budget_s=0.0, elapsed_s=1e9) == StudyEnding("complete")  # 0: no budget
+
+
+def test_a_grid_with_every_point_run_is_complete_and_says_so() -> None:
+    assert _ending(grid_points=6) == StudyEnding(
+        "complete", "search=grid: all 6 points of the grid have run"
+    )
+    assert _ending(grid_points=6, interrupted=True).status == "interrupted"  # a signal first

@@ -117,7 +117,7 @@ def _gone(pids: list[int], within_s: float = 120.0) -> list[int]:
 
 
 def _two_worker_study(study, lora_overrides, tmp_path: Path, gpu: str) -> list[dict]:
-    """A 3-trial ASHA study of 2-worker groups, checked as the issue asks: both ranks of a
+    """A 2-trial ASHA study of 2-worker groups, checked as the issue asks: both ranks of a
     trial train with its parameters, one result stream per trial, ASHA stops one group, and
     no process of any group is left. Returns every rank's record."""
     from ray.util.placement_group import placement_group_table
@@ -126,11 +126,11 @@ def _two_worker_study(study, lora_overrides, tmp_path: Path, gpu: str) -> list[d
     before = set(placement_group_table())
     result = study(*untracked, "tracking=wandb", "wandb.project=groups", "wandb.mode=offline",
                    f"search_space_file={FIXTURES / 'two_rates_lora.yaml'}",
-                   "search=grid", "n_trials=3", "parallel_jobs=1", "max_steps=6", "eval_every=2",
+                   "search=grid", "n_trials=2", "parallel_jobs=1", "max_steps=6", "eval_every=2",
                    "dataset.seq_len=32", "resources.workers=2", "resources.cpu=0.45",
                    f"resources.gpu={gpu}", "scheduler=asha")  # fmt: skip
-    # The defaults (3e-3) run first; the grid then proposes each of its two points once, so
-    # the far too large rate always meets a rung that a good trial has already reached.
+    # The grid proposes the defaults' point (3e-3) first, then the far too large rate, which
+    # meets a rung that the good trial has already reached.
     good = [r for r in result.records if r.params["learning_rate"] == 3e-3]
     bad = [r for r in result.records if r.params["learning_rate"] == 0.3]
     assert good and all(r.state == "complete" and r.last_step == 6 for r in good)

@@ -229,9 +229,12 @@ def test_every_sampler_runs_a_study(study, search: str) -> None:
 
 @pytest.mark.slow
 def test_grid_search_ends_when_the_grid_is_exhausted(study, tmp_path: Path) -> None:
+    """Every point once, the defaults' too (queued first, Optuna's grid would run it again),
+    and the study is complete, saying why it ran fewer than n_trials."""
     space = tmp_path / "grid.yaml"
     space.write_text(
-        "parameters:\n  x1: {type: float, min: 0.0, max: 1.0, step: 0.5}\n  x2: {type: categorical, choices: [0.0, 1.0]}\n"
+        "parameters:\n  x1: {type: float, min: 0.0, max: 1.0, step: 0.5, default: 0.5}\n"
+        "  x2: {type: categorical, choices: [0.0, 1.0], default: 1.0}\n"
         "objectives: [{name: value}]\nmetadata: {function: quadratic}\n"
     )
     result = study(
@@ -244,6 +247,8 @@ def test_grid_search_ends_when_the_grid_is_exhausted(study, tmp_path: Path) -> N
     )
     points = {(r.params["x1"], r.params["x2"]) for r in result.records}
     assert len(points) == 6 == len(result.records)
+    assert result.summary["status"] == "complete"
+    assert result.summary["reason"] == "search=grid: all 6 points of the grid have run"
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import yaml
 
 from ugro_hpo.config.plan import build_plan, build_sampler
 from ugro_hpo.errors import ConfigError, SearchSpaceError
-from ugro_hpo.optimize.samplers import AutoSampler, auto_reason, sampler_factory
+from ugro_hpo.optimize.samplers import AutoSampler, auto_reason, grid_sampler, sampler_factory
 from ugro_hpo.space import parse_search_space
 
 NUMERIC = parse_search_space(yaml.safe_load(
@@ -35,6 +35,30 @@ def test_a_grid_search_needs_a_finite_grid_at_validation(compose, tmp_path: Path
         build_plan(
             compose("objective=synthetic", "search_space=quadratic", "search=grid"), tmp_path
         )
+
+
+GRID = parse_search_space(yaml.safe_load(
+    "parameters: {a: {type: categorical, choices: [1, 2, 3, 4], default: 3},\n"
+    "             b: {type: float, min: 0.0, max: 1.0, step: 0.5, default: 0.5}}\n"
+    "objectives: [{name: v}]\n"), "grid")  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_grid_runs_the_defaults_point_first_and_every_point_once(seed: int) -> None:
+    """Under any seed's shuffle the defaults' point comes first, then each of the 12 once."""
+    study = optuna.create_study(sampler=grid_sampler(GRID, seed=seed))
+    points = []
+    for _ in range(12):
+        trial = study.ask()
+        points.append(
+            (
+                trial.suggest_categorical("a", [1, 2, 3, 4]),
+                trial.suggest_float("b", 0.0, 1.0, step=0.5),
+            )
+        )
+        study.tell(trial, 0.0)
+    assert points[0] == (3, 0.5)
+    assert len(set(points)) == 12
 
 
 def test_the_plan_builds_the_sampler_once_with_the_seed_it_is_given(

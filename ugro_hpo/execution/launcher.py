@@ -82,7 +82,8 @@ def stop_ray() -> None:
 @dataclass
 class StudyEnding:
     """How the trials ended: ``complete``, ``interrupted``, ``stopped``, ``budget`` (budget.steps)
-    or ``time_budget``."""
+    or ``time_budget``. A ``complete`` ending with a reason came before ``n_trials`` because
+    nothing was left to run (a grid search that ran every point)."""
 
     status: str
     reason: str | None = None
@@ -244,6 +245,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
         guards=guards,
         streak=streak,
         unsatisfiable=searcher.unsatisfiable,
+        grid_points=searcher.grid_points,
         budget=budget,
         time_budget_s=plan.time_budget_s,
         elapsed_s=time.time() - started,
@@ -263,10 +265,11 @@ def study_ending(
     budget: Any = None,
     time_budget_s: float | None,
     elapsed_s: float,
+    grid_points: int | None = None,
 ) -> StudyEnding:
     """Why Tune's run ended, first cause first: a signal, an objective's guard, the failure
-    streak, constraints that look unsatisfiable, the step budget, the time budget; otherwise
-    ``n_trials`` ran."""
+    streak, constraints that look unsatisfiable, the step budget, the time budget, a grid
+    with every point run; otherwise ``n_trials`` ran."""
     if interrupted:
         return StudyEnding("interrupted", "interrupted by a signal")
     if any(g.tripped for g in guards):
@@ -279,6 +282,10 @@ def study_ending(
         return StudyEnding("budget", budget.reason())
     if time_budget_s and elapsed_s >= time_budget_s:
         return StudyEnding("time_budget", f"time_budget_s={time_budget_s:g} reached")
+    if grid_points is not None:
+        return StudyEnding(
+            "complete", f"search=grid: all {grid_points} points of the grid have run"
+        )
     return StudyEnding("complete")
 
 

@@ -91,11 +91,28 @@ def sampler_name(target: Any, space: SearchSpace) -> str:
 class StudyGridSampler(optuna.samplers.GridSampler):
     """Optuna's GridSampler, ending the study through Ray Tune rather than `study.stop()`
     (which only works inside ``study.optimize``): the searcher stops asking once every one of
-    the ``grid_size`` points has been proposed."""
+    the ``grid_size`` points has been proposed.
 
-    def __init__(self, grid: dict[str, list[Any]], seed: int | None = None) -> None:
+    The point of the space's defaults (``first``) comes first, as every other search starts
+    from the defaults. It is moved to the front of the sampler's shuffled order (Optuna's
+    ``_all_grids``, whose point ``n`` trial ``n`` takes) rather than queued as a trial: the
+    grid does not count a queued trial as its point, so that point would run twice."""
+
+    def __init__(
+        self,
+        grid: dict[str, list[Any]],
+        seed: int | None = None,
+        first: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(grid, seed=seed)
         self.grid_size = math.prod(len(values) for values in grid.values())
+        if first:
+            names = sorted(grid)  # the order of each point's values
+            matching = [point for point in self._all_grids
+                        if all(point[names.index(k)] == v for k, v in first.items() if k in grid)]  # fmt: skip
+            if matching:
+                self._all_grids.remove(matching[0])
+                self._all_grids.insert(0, matching[0])
 
     def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
         return None
@@ -103,7 +120,7 @@ class StudyGridSampler(optuna.samplers.GridSampler):
 
 def grid_sampler(search_space: SearchSpace, seed: int | None = None) -> optuna.samplers.BaseSampler:
     """Every combination of the space's values (floats need a `step`)."""
-    return StudyGridSampler(search_space.grid(), seed=seed)
+    return StudyGridSampler(search_space.grid(), seed=seed, first=search_space.defaults())
 
 
 grid_sampler.chooses = lambda space: optuna.samplers.GridSampler  # type: ignore[attr-defined]

@@ -79,6 +79,7 @@ class StudySearcher(Searcher):
         self.extend = extend  # samples more parameters into a feasible proposal, if given
         self.checkpoints = checkpoints  # where trials' checkpoints go (None: not recorded)
         self.unsatisfiable: str | None = None  # why the study ended early, if it did
+        self.grid_points: int | None = None  # a grid search that has proposed all its points
         self.infeasible_in_a_row = 0
         self._driver = driver_id()
         self._numbers: dict[str, int] = {}  # Ray trial id -> Optuna trial number
@@ -178,7 +179,10 @@ class StudySearcher(Searcher):
             return False
         states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
         seen = {tuple(sorted(t.params.items())) for t in self.opened.trials(states)}
-        return len(seen) >= int(size)
+        if len(seen) < int(size):
+            return False
+        self.grid_points = int(size)
+        return True
 
     def _stand_down(self, trial: optuna.Trial) -> None:
         trial.set_user_attr(p.TRIAL_ERROR, p.STOOD_DOWN)

@@ -311,7 +311,9 @@ def _create(plan: Plan, storage: optuna.storages.RDBStorage, warm: list[Taken],
         set_study_attr(study, p.STUDY_WARM_START, warm_record)
     enqueue(study, warm)  # the earlier studies' best first, then the space's defaults
     defaults = space.defaults()
-    if defaults:
+    # A grid proposes the defaults' point first itself (`samplers.StudyGridSampler`): queued,
+    # it would run twice.
+    if defaults and plan.sampler_name != "optuna.samplers.GridSampler":
         study.enqueue_trial(defaults, user_attrs={p.TRIAL_ORIGIN: "defaults"})
 
 
