@@ -116,7 +116,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
 
     from ugro_hpo.execution.group_release import GroupRelease
     from ugro_hpo.execution.progress import Progress
-    from ugro_hpo.execution.ray_compat import GuardedSearch
+    from ugro_hpo.execution.ray_compat import GuardedSearch, experiment_folder
     from ugro_hpo.execution.run_control import FailureStreak, Heartbeat, InterruptWatch, RunStopper
     from ugro_hpo.execution.step_budget import StepBudget
     from ugro_hpo.execution.trainable import run_trial
@@ -186,7 +186,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
         "strategy": plan.strategy,
         # This run's folder in Ray's storage: a group's trial keeps its records in its own
         # folder there (a reused actor's Tune context names another one, `train_group`).
-        "experiment_storage": f"{plan.ray_storage.rstrip('/')}/{experiment}",
+        "experiment_storage": experiment_folder(plan.ray_storage, experiment),
     }
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, spec=spec),

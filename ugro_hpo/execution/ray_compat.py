@@ -18,6 +18,9 @@
   scheduler's stop it polls for ever and the group's CPUs and GPUs stay reserved for the rest
   of the study. We leave it out and remove the group's placement group ourselves
   (`group_release`).
+- Tune's layout of a run in its storage, ``<storage_path>/<name>/<trial folder>``
+  (`experiment_folder`): a group's trial finds its own folder from it, since in a reused actor
+  Tune's context names a session folder instead (`train_group.trial_folder`).
 
 `tests/execution/test_group_release.py` checks that the callback is still made, under that name,
 and left out of ours. `tests/execution/test_lost_trials.py` drives `GuardedSearch` with Tune's own Experiment, Trial and
@@ -98,3 +101,9 @@ def group_trainer() -> type:
             return [c for c in made if type(c).__name__ != CLEANER]
 
     return GroupTrainer
+
+
+def experiment_folder(storage_path: str, name: str) -> str:
+    """Where Tune keeps the run called ``name`` under ``storage_path`` (a folder or a bucket
+    URI); the slow 2-worker study reads each trial's records from there."""
+    return f"{storage_path.rstrip('/')}/{name}"

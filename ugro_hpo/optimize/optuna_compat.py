@@ -15,11 +15,16 @@
   (``get_trial``, ``get_all_trials`` for a read that bypasses the study's cache,
   ``get_trial_id_from_study_id_trial_number``, ``get_study_id_from_name``). Its ``engine``
   attribute (SQLAlchemy's) lets us set SQLite's pragmas and close the connections.
+- ``GridSampler._all_grids``, the grid's points in the order trials take them (trial ``n``
+  takes point ``n`` while ``n`` is below the grid's size), shuffled by its seed:
+  `grid_point_first` moves the defaults' point to the front. Queued with ``enqueue_trial``
+  instead, that point would run twice, since the grid counts only trials it assigned.
 - The warning text "Heartbeat of storage is supposed to be used with Study.optimize", which
   Optuna emits for a storage with heartbeats used outside ``study.optimize`` (our case, by
   design): `quiet_heartbeat_warning` filters exactly that message.
 
-`tests/optimize/test_optuna_compat.py` fails (not skips) when Optuna moves the first; the
+`tests/optimize/test_optuna_compat.py` fails (not skips) when Optuna moves the first;
+`tests/optimize/test_samplers.py` runs a grid whose first trial must be the defaults; the
 storage tests (tests/optimize/test_storage.py, test_searcher.py) exercise the rest.
 """
 
@@ -91,6 +96,16 @@ def _worst_values(
 
 
 # -- the storage object, by trial id ----------------------------------------------------------
+
+
+def grid_point_first(sampler: optuna.samplers.GridSampler, values: dict[str, Any]) -> None:
+    """Put the first of the grid's points that has these values first (none: no change)."""
+    names = sorted(sampler._search_space)  # a point's values are in its names' sorted order
+    point = next((g for g in sampler._all_grids
+                  if all(g[names.index(k)] == v for k, v in values.items())), None)  # fmt: skip
+    if point is not None:
+        sampler._all_grids.remove(point)
+        sampler._all_grids.insert(0, point)
 
 
 def quiet_heartbeat_warning() -> None:

@@ -15,7 +15,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from ugro_hpo.errors import ConfigError
-from ugro_hpo.optimize.optuna_compat import FeasibilityAwareGP
+from ugro_hpo.optimize.optuna_compat import FeasibilityAwareGP, grid_point_first
 from ugro_hpo.space import SearchSpace
 from ugro_hpo.study_plan import Plan
 
@@ -94,9 +94,9 @@ class StudyGridSampler(optuna.samplers.GridSampler):
     the ``grid_size`` points has been proposed.
 
     The point of the space's defaults (``first``) comes first, as every other search starts
-    from the defaults. It is moved to the front of the sampler's shuffled order (Optuna's
-    ``_all_grids``, whose point ``n`` trial ``n`` takes) rather than queued as a trial: the
-    grid does not count a queued trial as its point, so that point would run twice."""
+    from the defaults: it is put first in the grid's own order (`optuna_compat.grid_point_first`)
+    rather than queued as a trial, which the grid does not count as its point (it would run
+    twice)."""
 
     def __init__(
         self,
@@ -107,12 +107,7 @@ class StudyGridSampler(optuna.samplers.GridSampler):
         super().__init__(grid, seed=seed)
         self.grid_size = math.prod(len(values) for values in grid.values())
         if first:
-            names = sorted(grid)  # the order of each point's values
-            matching = [point for point in self._all_grids
-                        if all(point[names.index(k)] == v for k, v in first.items() if k in grid)]  # fmt: skip
-            if matching:
-                self._all_grids.remove(matching[0])
-                self._all_grids.insert(0, matching[0])
+            grid_point_first(self, {k: v for k, v in first.items() if k in grid})
 
     def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
         return None
