@@ -16,7 +16,8 @@
   ``get_trial_id_from_study_id_trial_number``, ``get_study_id_from_name``). Its ``engine``
   attribute (SQLAlchemy's) lets us set SQLite's pragmas and close the connections.
 - ``GridSampler._all_grids``, the grid's points in the order trials take them (trial ``n``
-  takes point ``n`` while ``n`` is below the grid's size), shuffled by its seed:
+  takes point ``n`` while ``n`` is below the grid's size), shuffled by its seed, each point's
+  values in the order of ``GridSampler._search_space``'s names:
   `grid_point_first` moves the defaults' point to the front. Queued with ``enqueue_trial``
   instead, that point would run twice, since the grid counts only trials it assigned.
 - The warning text "Heartbeat of storage is supposed to be used with Study.optimize", which
