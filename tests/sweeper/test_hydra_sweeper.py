@@ -60,6 +60,28 @@ def test_the_documented_sphere_command_runs_unchanged_under_our_name(
     assert "Best value:" in result.stdout
 
 
+@pytest.mark.slow
+def test_the_last_trial_s_long_output_is_all_on_the_console_when_the_sweep_ends(
+    tmp_path: Path,
+) -> None:
+    """Ray ships a worker's lines to the driver on its own time: a sweep whose last trial
+    prints a lot, just before it ends, still shows every line of it, in order (the driver
+    waits for each trial's end of output, a line it never prints). The sweep's own Ray reads
+    the workers' logs a line at a time (Ray's setting), so that the lines are late."""
+    lines = 2000
+    result = run_sweep("sphere", tmp_path, None, "hydra/sweeper=ugro_hpo",
+                       "hydra.sweeper.report=false", "hydra.sweeper.n_trials=2",
+                       f"chatter={lines}", env={"RAY_LOG_MONITOR_NUM_LINES_TO_READ": "1"},
+                       timeout=180)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for number in (0, 1):
+        prefix = f"[trial {number}] "
+        echoed = [line for line in result.stdout.splitlines() if line.startswith(prefix)]
+        said = [line[len(prefix) :] for line in echoed if "of trial" in line]
+        assert said == [f"line {i} of trial {number}" for i in range(lines)], said[-3:]
+    assert "ends here" not in result.stdout + result.stderr
+
+
 def test_trials_that_fail_end_the_sweep_with_their_error_as_max_failure_rate_says(
     tmp_path: Path, ray_address: str
 ) -> None:
@@ -71,6 +93,8 @@ def test_trials_that_fail_end_the_sweep_with_their_error_as_max_failure_rate_say
     (line,) = error_lines(result.stderr)[-1:]
     assert line.startswith("ugro_hpo sweeper: error: hydra.sweeper.max_failure_rate=0 exceeded")
     assert "RuntimeError: cfg.error is True" in line
+    # the failed job's own error, as Hydra logs it, reached the console before the sweep ended
+    assert "] Error executing job with overrides:" in result.stdout + result.stderr
     assert not (tmp_path / "sweep" / "optimization_results.yaml").exists()
     summary = json.loads((tmp_path / "sweep" / "summary.json").read_text())
     assert summary["status"] == "stopped" and summary["counts"]["failed"] >= 1

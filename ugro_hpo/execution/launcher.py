@@ -145,7 +145,9 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
     )
     budget = StepBudget(plan.budget_steps, opened.trials())
     progress.budget = budget if plan.budget_steps is not None else None
-    components.trackers.listen(_StreakListener(streak, set()), budget, progress, *guards)
+    objective = components.parts.objective
+    components.trackers.listen(_StreakListener(streak, set()), budget, progress, *guards,
+                               *objective.listeners)  # fmt: skip
     components.trackers.rungs = milestones(plan.scheduler, plan.max_steps)
     seed_offset = sampler_seed_offset(plan.storage, opened.existing_trials)
     opened.study = optuna.load_study(study_name=plan.study_name, storage=opened.storage,
@@ -251,8 +253,9 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
         elapsed_s=time.time() - started,
     )
     searcher.abandon(
-        p.INTERRUPTED if ending.status == "interrupted" else f"stopped early: {ending.reason}"
+        p.INTERRUPTED if ending.status == "interrupted" else f"{p.STOPPED_EARLY}{ending.reason}"
     )
+    objective.trials_over()
     return ending
 
 

@@ -69,6 +69,8 @@ class Objective(ABC):
     """GPU memory its weights alone need (a warning when a trial's share is smaller), or None."""
     runs_in_groups: bool = False
     """Can a trial run as a group of several processes (``resources.workers`` above 1)?"""
+    listeners: tuple[Any, ...] = ()
+    """Its own listeners of the trial events in the driver (`ugro_hpo.trial_events`)."""
 
     def check(self, space: SearchSpace) -> None:
         """Refuse a search space that names a knob or metric this objective does not have."""
@@ -87,6 +89,11 @@ class Objective(ABC):
 
     def prepare(self, resources: Mapping[str, float]) -> None:
         """Driver-side set-up before any trial (build caches, check that a model exists)."""
+        return None
+
+    def trials_over(self) -> None:
+        """Driver-side, once Ray Tune's run has ended and before Ray is released (the Hydra
+        sweeper waits here for the last lines of its trials' output)."""
         return None
 
     @abstractmethod

@@ -78,6 +78,13 @@ STUDY_MLFLOW_PARENT = "mlflow_parent_run:"
 INTERRUPTED = "interrupted: the study stopped while it ran"
 NO_HEARTBEAT = "interrupted: its driver stopped (no heartbeat)"
 STOOD_DOWN = "not run: the study's n_trials were already running or finished"
+STOPPED_EARLY = "stopped early: "
+"""How the error of a trial the study's early stop cut short begins (the reason follows)."""
+
+
+def cut_short(error: str | None) -> bool:
+    """Did the study's own end stop this trial while it ran (`StudySearcher.abandon`)?"""
+    return error == INTERRUPTED or (error or "").startswith(STOPPED_EARLY)
 
 
 def outcome_of(trial: Any) -> Outcome:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ugro_hpo.objectives.base import Objective, ReportFn, TrialContext
+from ugro_hpo.sweeper.console import TrialOutputs
 from ugro_hpo.sweeper.params import SweepSpace
 from ugro_hpo.sweeper.reporting import reporting_to
 
@@ -72,6 +73,7 @@ class HydraJob(Objective):
         self.scrub_files = True
         # Each trial gets its own unpickled copy of this object; the sweep is known by this.
         self.sweep_id = uuid.uuid4().hex
+        self.outputs: TrialOutputs | None = TrialOutputs(self.sweep_id)  # the driver's only
         module = getattr(task_function, "__module__", "?")
         self.code_module = module  # its folder is shipped to a cluster that lacks it
         self.name = f"hydra app {module}.{getattr(task_function, '__qualname__', task_function)}"
@@ -79,8 +81,10 @@ class HydraJob(Objective):
     def __getstate__(self) -> dict[str, Any]:
         """What travels to the trials' workers: not ``configure`` (it runs in the driver only,
         and its module need not be importable there), the driver's guard, or the sweep's
-        config as composed (the workers get it with the sweeper's settings redacted)."""
-        return {**self.__dict__, "configure": None, "guard": None, "sweep_config": None}
+        config as composed (the workers get it with the sweeper's settings redacted), or the
+        driver's watch on the trials' output."""
+        dropped = ("configure", "guard", "sweep_config", "outputs")
+        return {**self.__dict__, **dict.fromkeys(dropped)}
 
     @property
     def extend_trial(self) -> Any:
@@ -89,6 +93,20 @@ class HydraJob(Objective):
         if self.configure is None:
             return None
         return lambda trial: self.configure(self.sweep_config, trial)
+
+    @property
+    def listeners(self) -> tuple[Any, ...]:  # type: ignore[override]
+        return () if self.outputs is None else (self.outputs,)
+
+    def watching_output(self) -> contextlib.AbstractContextManager[None]:
+        """In the driver, while the sweep runs: the ends of the trials' output taken off the
+        console and noted (`console`)."""
+        return contextlib.nullcontext() if self.outputs is None else self.outputs.watching()
+
+    def trials_over(self) -> None:
+        """The rest of the trials' output on the console before Ray goes (`console`)."""
+        if self.outputs is not None:
+            self.outputs.wait()
 
     def describe(self) -> dict[str, str]:
         return {"objective": self.name}
@@ -113,26 +131,31 @@ class HydraJob(Objective):
         from ugro_hpo.sweeper.console import echoed
         from ugro_hpo.sweeper.trust import scrubbing_context
 
-        self._enter_hydra()
-        overrides = self.space.overrides(params)
-        hydra_context, cwd = self._on_this_node()
-        with _working_directory(cwd):
-            config = hydra_context.config_loader.load_sweep_config(self.config, overrides)
-            with open_dict(config):
-                config.hydra.job.id = str(context.number)
-                config.hydra.job.num = context.number
-            checked = _checked_report(report, self.scheduler_metric, self.scheduler)
-            with reporting_to(checked), echoed(context.number):
-                returned = run_job(
-                    hydra_context=scrubbing_context(hydra_context, self.scrub, self.scrub_files),
-                    task_function=self.task_function,
-                    config=config,
-                    job_dir_key="hydra.sweep.dir",
-                    job_subdir_key="hydra.sweep.subdir",
-                )
-                # An exception the app raised is raised again here (Hydra says which job on
-                # stderr first), and fails the trial with its text.
-                value = returned.return_value
+        # Whatever the trial prints, from here on, is echoed, and its end of output written
+        # even when composing its config fails (the driver waits for it, `console`).
+        with echoed(context.number, self.sweep_id):
+            self._enter_hydra()
+            overrides = self.space.overrides(params)
+            hydra_context, cwd = self._on_this_node()
+            with _working_directory(cwd):
+                config = hydra_context.config_loader.load_sweep_config(self.config, overrides)
+                with open_dict(config):
+                    config.hydra.job.id = str(context.number)
+                    config.hydra.job.num = context.number
+                checked = _checked_report(report, self.scheduler_metric, self.scheduler)
+                with reporting_to(checked):
+                    returned = run_job(
+                        hydra_context=scrubbing_context(
+                            hydra_context, self.scrub, self.scrub_files
+                        ),
+                        task_function=self.task_function,
+                        config=config,
+                        job_dir_key="hydra.sweep.dir",
+                        job_subdir_key="hydra.sweep.subdir",
+                    )
+                    # An exception the app raised is raised again here (Hydra says which job
+                    # on stderr first), and fails the trial with its text.
+                    value = returned.return_value
         return values_as_metrics(value, context.metrics)
 
     def _on_this_node(self) -> tuple[Any, str]:

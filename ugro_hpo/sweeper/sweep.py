@@ -113,7 +113,8 @@ class HydraSweep:
         logging.getLogger("alembic").setLevel(logging.WARNING)  # Optuna's schema set-up
         sweep_dir.mkdir(parents=True, exist_ok=True)
         write_redacted_config(self.config, sweep_dir / "multirun.yaml")
-        result = run(cfg, run_dir=str(sweep_dir), objective=job, release_ray=True)
+        with job.watching_output():
+            result = run(cfg, run_dir=str(sweep_dir), objective=job, release_ray=True)
         self._end(result, space, guard)
 
     def _end(self, result: Any, space: SweepSpace, guard: Any) -> None:
