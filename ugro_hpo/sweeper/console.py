@@ -186,6 +186,7 @@ class MarkerFilter(ForwardingStream):
                 continue
             self.outputs.arrived(self.name, int(found[1]))
             self._local.drop_end = not piece.endswith("\n")
-        if kept and "".join(kept):
-            self.target.write("".join(kept))
+        passed = "".join(kept)
+        if passed:
+            self.target.write(passed)
         return written
