@@ -32,6 +32,7 @@ _.on_multirun_end
 _.stop_all  # Stopper.stop_all, once per loop of Tune's controller
 _.on_trial_error  # Callback hooks (execution/group_release.py)
 _.on_experiment_end
+_.on_trial_recover  # (execution/retries.py)
 iteration  # a Callback hook's argument, which Tune passes by keyword
 
 # Called by a library through a name we set.

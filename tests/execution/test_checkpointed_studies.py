@@ -84,3 +84,17 @@ def test_a_custom_objectives_retry_reads_the_checkpoint_it_continues_from(
     retry = next(r for r in result.records if r.number == 1)
     assert retry.resumed_from_step == 4
     assert retry.metrics["started_at"] == 4.0  # the function read report.checkpoint's step
+
+
+@pytest.mark.parametrize(
+    ("metadata", "step"),
+    [({"ugro_hpo_step": 2}, 2), ({"ugro_hpo_step": 4}, 4), ({}, None), (None, None),
+     ({"ugro_hpo_step": 0}, None), ({"ugro_hpo_step": 5}, None), ({"ugro_hpo_step": True}, None),
+     ({"ugro_hpo_step": "3"}, None), ({"ugro_hpo_step": 2.0}, None), (["ugro_hpo_step"], None)],
+)  # fmt: skip
+def test_ray_s_retry_uses_a_checkpoint_s_step_only_when_it_is_a_step_of_the_trial(
+    metadata: Any, step: int | None
+) -> None:
+    from ugro_hpo.execution.checkpoints import step_of
+
+    assert step_of(metadata, max_steps=4) == step

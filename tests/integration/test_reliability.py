@@ -227,6 +227,22 @@ def test_max_failures_retries_a_trial_whose_worker_died(study) -> None:
 
 
 @pytest.mark.slow
+def test_ray_s_retry_of_a_dead_worker_goes_on_from_the_trial_s_last_checkpoint(study) -> None:
+    markers = Path(os.environ["UGRO_TEST_MARKERS"])
+    before = set(markers.iterdir())
+    result = study("search_space=quadratic", "objective=custom", "max_steps=4",
+                   "objective.fn=fixture_objectives:checkpointed_dies_once", "tracking=none",
+                   "n_trials=2", "max_failures=1", "parallel_jobs=1")  # fmt: skip
+    assert len(set(markers.iterdir()) - before) == 2  # each trial's worker died at step 3
+    assert result.summary["counts"]["complete"] == 2 and result.summary["counts"]["failed"] == 0
+    for record in result.records:
+        # The retry read the checkpoint of step 2 (not step 0) and the study says so.
+        assert record.metrics["started_at"] == 2.0 and record.resumed_from_step == 2
+        assert record.last_step == 4
+    assert result.summary["resumed_from_step"] == {str(r.number): 2 for r in result.records}
+
+
+@pytest.mark.slow
 def test_trial_timeout_stops_slow_trials_and_the_study_goes_on(study) -> None:
     result = study(*SLOW, "trial_timeout_s=0.6", "n_trials=3", "tracking=none")
     assert result.summary["finished"] == 3

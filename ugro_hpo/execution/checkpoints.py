@@ -3,8 +3,10 @@
 ``report(step, checkpoint=folder, **metrics)`` hands the folder to ``tune.report`` as a
 ``tune.Checkpoint``: Ray copies it into the study's storage path (a shared folder or a bucket)
 before the result reaches the driver, which records where it is (`optimize.checkpoints`). A
-retry of an interrupted trial is given that location and reads it back here: as it is on a
-local or shared folder, downloaded first from a bucket.
+retry of an interrupted trial reads it back here: as it is on a local or shared folder,
+downloaded first from a bucket. There are two kinds of retry: a rerun of the study gives the
+retry the location the study recorded; Ray's own retry of a trial whose worker died
+(``max_failures``) hands it the trial's last checkpoint, whose step rides in its metadata.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import tempfile
 from typing import Any
 
 log = logging.getLogger(__name__)
+STEP_KEY = "ugro_hpo_step"  # the step a checkpoint was reported at, in its metadata
 
 
 def report_checkpoint(result: dict[str, Any], folder: str) -> None:
     """Ray Tune's report of a result with a checkpoint (Ray 2.60's public form)."""
     from ray import tune
 
-    tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
+    checkpoint = tune.Checkpoint.from_directory(folder)
+    checkpoint.set_metadata({STEP_KEY: int(result["step"])})  # for Ray's retry (`from_ray`)
+    tune.report(result, checkpoint=checkpoint)
 
 
 def restore_checkpoint(resume: Any) -> tuple[str | None, int]:
@@ -34,5 +39,41 @@ def restore_checkpoint(resume: Any) -> tuple[str | None, int]:
         return path, step
     from ray import tune
 
-    local = tune.Checkpoint(path).to_directory(tempfile.mkdtemp(prefix="ugro-resume-"))
-    return local, step
+    return _local_copy(tune.Checkpoint(path)), step
+
+
+def restore_ray_retry(max_steps: int) -> tuple[str | None, int]:
+    """The local folder and step of the checkpoint Ray hands a trial it runs again after its
+    worker died (``max_failures``), or ``(None, 0)``: a first run, or no checkpoint (yet). A
+    checkpoint whose step is not a whole number from 1 to ``max_steps`` is not used."""
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None, 0
+    try:
+        metadata = checkpoint.get_metadata()
+    except Exception:  # unreadable metadata: as good as none
+        metadata = None
+    step = step_of(metadata, max_steps)
+    if step is None:
+        log.warning("the checkpoint Ray gave this retry has no step from 1 to max_steps=%d; "
+                    "it starts from step 0", max_steps)  # fmt: skip
+        return None, 0
+    if checkpoint.filesystem.type_name == "local":
+        return checkpoint.path, step
+    return _local_copy(checkpoint), step
+
+
+def step_of(metadata: Any, max_steps: int) -> int | None:
+    """The step a checkpoint's metadata gives, if it is a whole number from 1 to ``max_steps``
+    (the metadata is a file in the storage path, which others may write to)."""
+    step = metadata.get(STEP_KEY) if isinstance(metadata, dict) else None
+    if isinstance(step, bool) or not isinstance(step, int) or not 1 <= step <= max_steps:
+        return None
+    return step
+
+
+def _local_copy(checkpoint: Any) -> str:
+    """A checkpoint in a bucket, downloaded into a folder of its own."""
+    return str(checkpoint.to_directory(tempfile.mkdtemp(prefix="ugro-resume-")))

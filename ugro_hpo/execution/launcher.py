@@ -117,6 +117,7 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
     from ugro_hpo.execution.group_release import GroupRelease
     from ugro_hpo.execution.progress import Progress
     from ugro_hpo.execution.ray_compat import GuardedSearch, experiment_folder
+    from ugro_hpo.execution.retries import RetryRecord
     from ugro_hpo.execution.run_control import FailureStreak, Heartbeat, InterruptWatch, RunStopper
     from ugro_hpo.execution.step_budget import StepBudget
     from ugro_hpo.execution.trainable import run_trial
@@ -215,6 +216,8 @@ def run_trials(plan: Plan, opened: OpenedStudy, components: Components) -> Study
     callbacks = list(components.ray_callbacks)
     if plan.workers > 1:  # a stopped group's CPUs and GPUs go back as soon as its trial ends
         callbacks.append(GroupRelease())
+    if plan.max_failures > 0:  # a retry after a dead worker records where it resumed
+        callbacks.append(RetryRecord(searcher))
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(

@@ -23,7 +23,11 @@ from typing import Any
 from ray import tune
 
 from ugro_hpo.components import instantiate
-from ugro_hpo.execution.checkpoints import report_checkpoint, restore_checkpoint
+from ugro_hpo.execution.checkpoints import (
+    report_checkpoint,
+    restore_checkpoint,
+    restore_ray_retry,
+)
 from ugro_hpo.execution.lost_trials import allow_slow_handover
 from ugro_hpo.execution.trial_runner import Reporter, TrialTimeout, run_objective
 from ugro_hpo.objectives.base import Objective, TrialContext
@@ -48,7 +52,11 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
     extras = config.get(p.CONFIG_EXTRAS) or {}
     params = {k: v for k, v in config.items() if k != p.CONFIG_EXTRAS}
     metrics = tuple(spec["metrics"])
-    resumed_from, resumed_step = restore_checkpoint(extras.get("resume"))
+    # Ray's retry after a dead worker continues from the trial's own last checkpoint, which is
+    # newer than any the driver handed its first run.
+    resumed_from, resumed_step = restore_ray_retry(int(spec["max_steps"]))
+    if resumed_from is None:
+        resumed_from, resumed_step = restore_checkpoint(extras.get("resume"))
     context = TrialContext(
         number=int(extras.get("number", -1)),
         seed=int(spec["seed"]),

@@ -216,6 +216,20 @@ class StudySearcher(Searcher):
                 frozen = compat.trial_by_id(self.opened.storage, storage_id)
                 self.events.trial_finished(p.trial_end(trial_id, frozen))
 
+    def retrying(self, trial_id: str) -> None:
+        """Ray runs this trial again after its worker died (``max_failures``): the retry goes on
+        from the trial's last checkpoint (`execution.checkpoints.restore_ray_retry`), whose step
+        the study records as where it resumed (none recorded: it starts from step 0)."""
+        if trial_id in self._ended or trial_id not in self._numbers:
+            return
+        frozen = compat.trial_by_id(self.opened.storage, self._storage_ids[trial_id])
+        record = frozen.user_attrs.get(p.TRIAL_CHECKPOINT)
+        step = record.get("step") if isinstance(record, dict) else None
+        if isinstance(step, int) and not isinstance(step, bool) and step > 0:
+            self._set(trial_id, p.TRIAL_RESUMED_FROM_STEP, step)
+            log.info("trial %d runs again after its worker died, from its checkpoint at step %d",
+                     self._numbers[trial_id], step)  # fmt: skip
+
     # -- results -------------------------------------------------------------------------------
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
