@@ -219,3 +219,10 @@ def test_ray_stops_on_a_thread_that_imports_nothing_the_study_end_imports() -> N
     done = subprocess.run([sys.executable, "-c", RELEASE_PROBE.format(repo=str(REPO))],
                           capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_trials_run_at_the_priority_of_the_command_that_started_the_study(study) -> None:
+    """The session's Ray starts as a study's own local Ray does (`RAY_DRIVER_ENV`)."""
+    result = study("search_space=quadratic", "objective=custom", "tracking=none", "n_trials=1",
+                   "objective.fn=fixture_objectives:says_its_niceness")  # fmt: skip
+    assert [r.metrics["niceness"] for r in result.records] == [float(os.nice(0))]
